@@ -1,0 +1,2 @@
+//! edgebert facade.
+pub use edgebert_runtime as runtime;
