@@ -1,1 +1,20 @@
-//! edgebert trainer.
+//! edgebert trainer: data loading and batching, both recipes of the book (feature extraction +
+//! logistic regression, and fine-tuning), metrics and plots, checkpoints, and export to a runtime bundle.
+#![warn(missing_docs)]
+
+pub mod checkpoint;
+pub mod data;
+pub mod device;
+pub mod error;
+pub mod eval;
+pub mod export;
+pub mod extract;
+pub mod finetune;
+pub mod io;
+pub mod logreg;
+pub mod metrics;
+pub mod optimizer;
+pub mod plot;
+pub mod schedule;
+
+pub use error::{Result, TrainError};

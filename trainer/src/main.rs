@@ -1,1 +1,330 @@
-fn main() {}
+//! `edgebert-train`: the trainer CLI (extract, finetune, evaluate, export).
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use edgebert_trainer::data::parse_label_list;
+use edgebert_trainer::eval::{evaluate_dir, EvaluateOptions};
+use edgebert_trainer::export::{export, ExportOpts};
+use edgebert_trainer::extract::{extract, ExtractOptions};
+use edgebert_trainer::finetune::{finetune, BestMetric, FinetuneOptions};
+use std::path::PathBuf;
+
+/// Train text classifiers on the host: feature extraction + logistic regression, fine-tuning,
+/// evaluation, and export to an edgebert runtime bundle.
+#[derive(Parser)]
+#[command(name = "edgebert-train", version)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Recipe 1: [CLS] features of a frozen encoder + logistic regression (and the majority baseline).
+    Extract(ExtractArgs),
+    /// Recipe 2: fine-tune encoder + classification head; writes a Hugging Face directory.
+    Finetune(FinetuneArgs),
+    /// Accuracy, weighted F1, per-class report and confusion matrix of a fine-tuned model on one file.
+    Evaluate(EvaluateArgs),
+    /// Write model.fp32.onnx, model.int8.onnx, model.edgebert, config.json and tokenizer files, then
+    /// verify the bundle with the runtime against candle on the validation file.
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+struct DataArgs {
+    /// Data directory with train and validation (optionally test) files: .txt (`text;label`, split
+    /// on the last `;`), .csv (header with `text,label`) or .jsonl (`{"text":..,"label":..}`).
+    #[arg(long)]
+    data: PathBuf,
+    /// Label order, e.g. `sadness,joy,love,anger,fear,surprise`. Default: integer labels are ids
+    /// as is; otherwise names sorted in byte order.
+    #[arg(long)]
+    labels: Option<String>,
+    /// Skip (and count) malformed lines instead of stopping at the first one.
+    #[arg(long)]
+    skip_bad_lines: bool,
+    /// Maximum tokens per text, including [CLS] and [SEP]; longer texts are truncated.
+    #[arg(long, default_value_t = 128)]
+    max_len: usize,
+    /// Device: auto, cpu, cuda or cuda:N (cuda needs a build with `--features cuda`).
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Use only the first N training examples.
+    #[arg(long)]
+    max_train_samples: Option<usize>,
+    /// Hide progress bars and log lines.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct ExtractArgs {
+    /// Model: a local Hugging Face directory or a hub id.
+    #[arg(long, default_value = "distilbert-base-uncased")]
+    model: String,
+    /// Output directory (features cache, metrics.json, confusion matrix).
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Batch size of the frozen forward pass.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Inverse L2 strength of the logistic regression (scikit-learn's C).
+    #[arg(long, default_value_t = 1.0)]
+    c: f64,
+    /// L-BFGS iteration cap of the logistic regression.
+    #[arg(long, default_value_t = 3000)]
+    max_iter: usize,
+}
+
+#[derive(Args)]
+struct FinetuneArgs {
+    /// Model to start from: a local Hugging Face directory or a hub id.
+    #[arg(long, default_value = "distilbert-base-uncased")]
+    model: String,
+    /// Output directory (Hugging Face layout, plus checkpoints/).
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Training epochs.
+    #[arg(long, default_value_t = 2)]
+    epochs: usize,
+    /// Peak learning rate (AdamW).
+    #[arg(long, default_value_t = 2e-5)]
+    lr: f64,
+    /// Training batch size.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Evaluation batch size.
+    #[arg(long, default_value_t = 128)]
+    eval_batch_size: usize,
+    /// Decoupled weight decay (not applied to biases and LayerNorm weights).
+    #[arg(long, default_value_t = 0.01)]
+    weight_decay: f64,
+    /// Fraction of the steps spent warming the learning rate up linearly from 0.
+    #[arg(long, default_value_t = 0.0)]
+    warmup_ratio: f64,
+    /// Clip the global gradient norm to this value.
+    #[arg(long, default_value_t = 1.0)]
+    max_grad_norm: f64,
+    /// Use only the first N validation examples for the per-epoch evaluation.
+    #[arg(long)]
+    max_eval_samples: Option<usize>,
+    /// Batch examples of similar length together (less padding, faster).
+    #[arg(long)]
+    group_by_length: bool,
+    /// Seed for the head initialisation, data order and dropout (CPU runs are repeatable).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Continue exactly from OUT/checkpoints/latest (same flags required).
+    #[arg(long)]
+    resume: bool,
+    /// Log loss, learning rate and samples/s every N optimizer steps.
+    #[arg(long, default_value_t = 50)]
+    logging_steps: usize,
+    /// Also write a checkpoint every N optimizer steps (one is always written per epoch).
+    #[arg(long)]
+    save_steps: Option<usize>,
+    /// Metric that selects the epoch whose weights are saved.
+    #[arg(long, value_enum, default_value = "f1")]
+    best_metric: BestMetric,
+    /// Stop after this many epochs without improvement of --best-metric.
+    #[arg(long)]
+    patience: Option<usize>,
+    /// Number of highest-loss validation examples written to error_analysis.jsonl.
+    #[arg(long, default_value_t = 100)]
+    error_samples: usize,
+    /// Write a checkpoint and stop after this optimizer step (as Ctrl-C would).
+    #[arg(long, hide = true)]
+    stop_after_steps: Option<usize>,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+struct EvaluateArgs {
+    /// Fine-tuned model directory (config.json with id2label, model.safetensors, tokenizer.json).
+    #[arg(long)]
+    model: String,
+    /// Data file (.txt, .csv or .jsonl) with labels as names or ids.
+    #[arg(long)]
+    data: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    /// Maximum tokens per text.
+    #[arg(long, default_value_t = 128)]
+    max_len: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Skip (and count) malformed lines.
+    #[arg(long)]
+    skip_bad_lines: bool,
+    /// Device: auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// Fine-tuned model directory.
+    #[arg(long)]
+    model: String,
+    /// Export directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Data file to verify the bundle on (default: the validation file of the training run).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Bundle max_len (tokens including [CLS]/[SEP]).
+    #[arg(long, default_value_t = 128)]
+    max_len: usize,
+    /// Do not write the int8 model and bundle.
+    #[arg(long)]
+    no_int8: bool,
+    /// Skip the runtime-vs-candle verification.
+    #[arg(long)]
+    skip_verify: bool,
+    /// Verify on the first N examples only.
+    #[arg(long)]
+    max_verify_samples: Option<usize>,
+    /// Hide progress.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn labels(s: &Option<String>) -> anyhow::Result<Option<Vec<String>>> {
+    Ok(match s {
+        Some(s) => Some(parse_label_list(s)?),
+        None => None,
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Extract(a) => {
+            let o = ExtractOptions {
+                model: a.model,
+                data: a.data.data,
+                out: a.out,
+                labels: labels(&a.data.labels)?,
+                skip_bad_lines: a.data.skip_bad_lines,
+                max_len: a.data.max_len,
+                batch_size: a.batch_size,
+                device: a.data.device,
+                c: a.c,
+                max_iter: a.max_iter,
+                max_train_samples: a.data.max_train_samples,
+                progress: !a.data.quiet,
+            };
+            let s = extract(&o).context("extract failed")?;
+            println!(
+                "logistic regression: accuracy {:.4}  weighted F1 {:.4}",
+                s.logistic_regression.accuracy, s.logistic_regression.weighted_f1
+            );
+            println!(
+                "majority baseline:   accuracy {:.4}  weighted F1 {:.4}",
+                s.majority_baseline.accuracy, s.majority_baseline.weighted_f1
+            );
+            println!("{}", s.logistic_regression.metrics.report());
+            println!("wrote {}", o.out.join("metrics.json").display());
+        }
+        Cmd::Finetune(a) => {
+            let o = FinetuneOptions {
+                model: a.model,
+                data: a.data.data,
+                out: a.out,
+                labels: labels(&a.data.labels)?,
+                skip_bad_lines: a.data.skip_bad_lines,
+                epochs: a.epochs,
+                lr: a.lr,
+                batch_size: a.batch_size,
+                eval_batch_size: a.eval_batch_size,
+                weight_decay: a.weight_decay,
+                warmup_ratio: a.warmup_ratio,
+                max_grad_norm: a.max_grad_norm,
+                max_train_samples: a.data.max_train_samples,
+                max_eval_samples: a.max_eval_samples,
+                max_len: a.data.max_len,
+                group_by_length: a.group_by_length,
+                seed: a.seed,
+                device: a.data.device,
+                resume: a.resume,
+                logging_steps: a.logging_steps,
+                save_steps: a.save_steps,
+                best_metric: a.best_metric,
+                patience: a.patience,
+                error_samples: a.error_samples,
+                progress: !a.data.quiet,
+                stop_after_steps: a.stop_after_steps,
+            };
+            let s = finetune(&o).context("finetune failed")?;
+            println!(
+                "validation: accuracy {:.4}  weighted F1 {:.4}  loss {:.4}  (best epoch {:?}, {:.1} samples/s, {:.0} s training)",
+                s.validation.accuracy,
+                s.validation.weighted_f1,
+                s.validation_loss,
+                s.best_epoch,
+                s.train_samples_per_second,
+                s.train_seconds
+            );
+            println!("{}", s.validation.report());
+            println!("wrote {}", o.out.display());
+        }
+        Cmd::Evaluate(a) => {
+            let o = EvaluateOptions {
+                max_len: a.max_len,
+                batch_size: a.batch_size,
+                skip_bad_lines: a.skip_bad_lines,
+                device: a.device,
+                progress: a.format == Format::Text,
+            };
+            let r = evaluate_dir(&a.model, &a.data, &o).context("evaluate failed")?;
+            if a.format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "{} on {}: accuracy {:.4}  weighted F1 {:.4}  loss {:.4}  ({} examples, {} lines skipped)\n",
+                    r.model, r.data, r.metrics.accuracy, r.metrics.weighted_f1, r.loss, r.metrics.n, r.skipped_lines
+                );
+                println!("{}", r.metrics.report());
+            }
+        }
+        Cmd::Export(a) => {
+            let o = ExportOpts {
+                model: a.model,
+                out: a.out,
+                data: a.data,
+                max_len: a.max_len,
+                int8: !a.no_int8,
+                skip_verify: a.skip_verify,
+                max_verify_samples: a.max_verify_samples,
+                progress: !a.quiet,
+            };
+            let s = export(&o).context("export failed")?;
+            for f in &s.files {
+                println!("wrote {}", f.display());
+            }
+            if let Some(v) = &s.fp32 {
+                println!(
+                    "verified fp32 bundle: runtime accuracy {:.4} = candle {:.4} (within 0.1 pt) on {} examples",
+                    v.runtime_accuracy, v.candle_accuracy, v.n
+                );
+            }
+            if let Some(v) = &s.int8 {
+                println!(
+                    "int8 bundle: runtime accuracy {:.4} (fp32 candle {:.4}), agreement {:.4}",
+                    v.runtime_accuracy, v.candle_accuracy, v.agreement
+                );
+            }
+        }
+    }
+    Ok(())
+}
