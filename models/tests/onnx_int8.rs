@@ -1,0 +1,200 @@
+//! int8 ONNX export: graph form (MatMulInteger path, int8 embeddings, no QDQ), closeness to fp32,
+//! onnxruntime/tract agreement, and the MiniLM size ratio and error (with `EDGEBERT_SHARED`).
+
+mod onnx_common;
+
+use std::collections::HashMap;
+
+use candle_core::{Device, Tensor};
+use edgebert_models::config::{Architecture, ModelConfig};
+use edgebert_models::onnx::{export_classifier, ExportOptions, Quantization, WeightScales};
+use onnx_common::*;
+use prost::Message;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tract_onnx::pb::{tensor_proto::DataType, ModelProto};
+
+fn int8(scales: WeightScales) -> ExportOptions {
+    ExportOptions { quantize: Quantization::Int8, weight_scales: scales, ..Default::default() }
+}
+
+#[test]
+fn int8_graph_uses_matmulinteger_for_every_linear_and_int8_tables() {
+    for arch in [Architecture::DistilBert, Architecture::Bert] {
+        let cfg = tiny_config(arch, "gelu");
+        let w = random_weights(&cfg, 3, 31);
+        let bytes = export_classifier(&cfg, &w, &int8(WeightScales::PerChannel)).unwrap();
+        let g = ModelProto::decode(&bytes[..]).unwrap().graph.unwrap();
+        let count = |op: &str| g.node.iter().filter(|n| n.op_type == op).count();
+        // 6 Linear per layer + 2 in the head
+        assert_eq!(count("MatMulInteger"), 6 * cfg.num_layers + 2);
+        // q/k/v share one activation quantization: 4 per layer + 2 in the head
+        assert_eq!(count("DynamicQuantizeLinear"), 4 * cfg.num_layers + 2);
+        assert_eq!(count("QuantizeLinear") + count("DequantizeLinear") + count("QLinearMatMul"), 0);
+        assert!(g.node.iter().all(|n| n.domain.is_empty()));
+        assert!(g.value_info.is_empty());
+        // only attention score/context matmuls stay fp32
+        assert_eq!(count("MatMul"), 2 * cfg.num_layers);
+        let int8_elems: usize = g
+            .initializer
+            .iter()
+            .filter(|t| t.data_type == DataType::Int8 as i32)
+            .map(|t| t.raw_data.len())
+            .sum();
+        let f32_bytes: usize = g
+            .initializer
+            .iter()
+            .filter(|t| t.data_type == DataType::Float as i32)
+            .map(|t| t.raw_data.len())
+            .sum();
+        let weights: usize = w.values().map(|t| t.elem_count()).sum();
+        // every matrix and both big tables are int8; fp32 leftovers are vectors (bias, LN, scales)
+        assert!(int8_elems as f64 > 0.9 * weights as f64, "{int8_elems} of {weights}");
+        assert!(f32_bytes < int8_elems, "{f32_bytes} fp32 bytes vs {int8_elems} int8");
+        let fp32 = export_classifier(&cfg, &w, &ExportOptions::default()).unwrap();
+        assert!(bytes.len() * 3 < fp32.len(), "{} vs {}", bytes.len(), fp32.len());
+    }
+}
+
+/// Runs int8 and fp32 exports of `w` in tract over the standard cases; returns
+/// (max |int8 - fp32|, max |fp32|).
+fn int8_vs_fp32_tract(cfg: &ModelConfig, w: &HashMap<String, Tensor>, scales: WeightScales) -> (f32, f32) {
+    let q = export_classifier(cfg, w, &int8(scales)).unwrap();
+    let f = export_classifier(cfg, w, &ExportOptions::default()).unwrap();
+    let (mut err, mut mag) = (0f32, 0f32);
+    for case in standard_cases(cfg.vocab_size) {
+        let a = tract_logits(&q, &case).unwrap();
+        let b = tract_logits(&f, &case).unwrap();
+        err = err.max(max_abs_diff(&a, &b));
+        mag = mag.max(max_abs(&b));
+    }
+    (err, mag)
+}
+
+#[test]
+fn int8_tiny_logits_close_to_fp32_in_tract() {
+    for arch in [Architecture::DistilBert, Architecture::Bert] {
+        let cfg = tiny_config(arch, "gelu");
+        let w = random_weights(&cfg, 3, 41);
+        for scales in [WeightScales::PerChannel, WeightScales::PerTensor] {
+            let (err, mag) = int8_vs_fp32_tract(&cfg, &w, scales);
+            eprintln!("{arch:?} {scales:?}: int8 vs fp32 max |Δlogit| = {err:.4} (max |logit| {mag:.3})");
+            assert!(err > 0.0, "int8 identical to fp32: quantization not applied?");
+            assert!(err < 0.05 * mag.max(1.0), "{arch:?} {scales:?}: {err} vs |logit| {mag}");
+        }
+    }
+}
+
+#[test]
+fn int8_onnxruntime_and_tract_agree_and_checker_accepts() {
+    if !python_ready("int8_onnxruntime_and_tract_agree_and_checker_accepts") {
+        return;
+    }
+    for arch in [Architecture::DistilBert, Architecture::Bert] {
+        let cfg = tiny_config(arch, "gelu");
+        let w = random_weights(&cfg, 3, 51);
+        let bytes = export_classifier(&cfg, &w, &int8(WeightScales::PerChannel)).unwrap();
+        let cases = standard_cases(cfg.vocab_size);
+        let peer = onnx_peer(&bytes, &cases, &format!("int8-{arch:?}"));
+        assert_eq!(peer.json["checker"], "ok");
+        let (mut vs_tract, mut vs_ref) = (0f32, 0f32);
+        for (case, ort) in cases.iter().zip(&peer.logits) {
+            let t = tract_logits(&bytes, case).unwrap();
+            vs_tract = vs_tract.max(max_abs_diff(ort, &t));
+            let r = reference_logits(&cfg, &w, case).unwrap();
+            vs_ref = vs_ref.max(max_abs_diff(ort, &r));
+        }
+        eprintln!("{arch:?} int8: onnxruntime vs tract max |Δ| = {vs_tract:.2e}, onnxruntime int8 vs fp32 reference {vs_ref:.4}");
+        assert!(vs_tract <= 1e-3, "{arch:?}: onnxruntime and tract disagree by {vs_tract}");
+        assert!(vs_ref > 0.0 && vs_ref < 0.1, "{arch:?}: int8 vs fp32 reference {vs_ref}");
+    }
+}
+
+/// all-MiniLM-L6-v2 (real weights, no `bert.` prefix) with a fresh random 6-label head.
+fn minilm() -> Option<(ModelConfig, HashMap<String, Tensor>)> {
+    let shared = shared_dir("minilm")?;
+    let dir = shared.join("models/all-MiniLM-L6-v2");
+    let mut cfg = ModelConfig::from_file(&dir.join("config.json")).unwrap();
+    let labels: Vec<String> =
+        ["sadness", "joy", "love", "anger", "fear", "surprise"].iter().map(|s| s.to_string()).collect();
+    cfg.set_labels(&labels);
+    let mut w = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    let h = cfg.hidden_size;
+    // a random classifier sized for MiniLM; the pooler is the checkpoint's own when present
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut add = |name: &str, shape: &[usize], a: f32| {
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = (0..n).map(|_| rng.random_range(-a..a)).collect();
+        w.entry(name.to_string())
+            .or_insert_with(|| Tensor::from_vec(data, shape, &Device::Cpu).unwrap());
+    };
+    let a = (3.0 / h as f32).sqrt();
+    add("pooler.dense.weight", &[h, h], a);
+    add("pooler.dense.bias", &[h], 0.1);
+    add("classifier.weight", &[labels.len(), h], 2.0 * a);
+    add("classifier.bias", &[labels.len()], 0.1);
+    Some((cfg, w))
+}
+
+/// Cases in MiniLM's vocabulary: [CLS] … [SEP] with padding, batch 1 and 3.
+fn minilm_cases(vocab: usize) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for (i, seq) in [16usize, 64].into_iter().enumerate() {
+        for batch in [1usize, 3] {
+            let mut c = padded_case(vocab, batch, seq, 300 + i as u64 + batch as u64);
+            for (ids, mask) in c.input_ids.iter_mut().zip(&c.attention_mask) {
+                let real = mask.iter().filter(|&&m| m == 1).count();
+                for id in ids.iter_mut().take(real) {
+                    *id = 1000 + (*id * 311) % (vocab as i64 - 1000);
+                }
+                ids[0] = 101;
+                ids[real - 1] = 102;
+            }
+            cases.push(c);
+        }
+    }
+    cases
+}
+
+#[test]
+fn minilm_int8_size_ratio_and_error() {
+    let Some((cfg, w)) = minilm() else { return };
+    let fp32 = export_classifier(&cfg, &w, &ExportOptions::default()).unwrap();
+    let per_channel = export_classifier(&cfg, &w, &int8(WeightScales::PerChannel)).unwrap();
+    let per_tensor = export_classifier(&cfg, &w, &int8(WeightScales::PerTensor)).unwrap();
+    let ratio = per_channel.len() as f64 / fp32.len() as f64;
+    eprintln!(
+        "MiniLM sizes: fp32 {} B, int8 per-channel {} B ({:.1}%), int8 per-tensor {} B",
+        fp32.len(),
+        per_channel.len(),
+        100.0 * ratio,
+        per_tensor.len()
+    );
+    assert!(ratio <= 0.27, "int8 file is {:.1}% of fp32", 100.0 * ratio);
+
+    let cases = minilm_cases(cfg.vocab_size);
+    let (mut fp32_vs_ref, mut err_pc, mut err_pt, mut mag) = (0f32, 0f32, 0f32, 0f32);
+    for case in &cases {
+        let r = reference_logits(&cfg, &w, case).unwrap();
+        let f = tract_logits(&fp32, case).unwrap();
+        fp32_vs_ref = fp32_vs_ref.max(max_abs_diff(&f, &r));
+        err_pc = err_pc.max(max_abs_diff(&tract_logits(&per_channel, case).unwrap(), &f));
+        err_pt = err_pt.max(max_abs_diff(&tract_logits(&per_tensor, case).unwrap(), &f));
+        mag = mag.max(max_abs(&f));
+    }
+    eprintln!(
+        "MiniLM tract: fp32 vs candle reference {fp32_vs_ref:.2e}; int8 vs fp32 max |Δlogit|: per-channel {err_pc:.4}, per-tensor {err_pt:.4} (max |logit| {mag:.3})"
+    );
+    assert!(fp32_vs_ref <= 1e-4 * mag.max(1.0) * 10.0, "fp32 MiniLM off by {fp32_vs_ref}");
+    assert!(err_pc < 0.1 * mag, "per-channel int8 error {err_pc} vs |logit| {mag}");
+
+    if python_ready("minilm_int8_size_ratio_and_error (onnxruntime part)") {
+        let peer = onnx_peer(&per_channel, &cases, "minilm-int8");
+        let mut vs_tract = 0f32;
+        for (case, ort) in cases.iter().zip(&peer.logits) {
+            vs_tract = vs_tract.max(max_abs_diff(ort, &tract_logits(&per_channel, case).unwrap()));
+        }
+        eprintln!("MiniLM int8 per-channel: onnxruntime vs tract max |Δ| = {vs_tract:.2e}");
+        assert!(vs_tract <= 1e-2 * mag.max(1.0), "onnxruntime vs tract {vs_tract}");
+    }
+}
