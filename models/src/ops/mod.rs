@@ -1,0 +1,44 @@
+//! Differentiable ops that candle-nn lacks a backward for: LayerNorm and softmax over the last
+//! dimension. Each has a fast CPU custom op with a hand-written backward, and a composed
+//! fallback (built from differentiable candle ops) used on other devices.
+
+mod layer_norm;
+mod softmax;
+
+pub use layer_norm::{layer_norm, layer_norm_composed};
+pub use softmax::{softmax_last_dim, softmax_last_dim_composed};
+
+use candle_core::{CpuStorage, DType, Layout, Result, Shape, Storage, Tensor, WithDType};
+
+/// Rows at or above this many elements in total are processed in parallel.
+const PAR_MIN_ELEMS: usize = 1 << 14;
+
+/// Borrows a contiguous CPU storage as a slice.
+fn cpu_slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
+        None => candle_core::bail!("{op}: input must be contiguous"),
+    }
+}
+
+/// Runs `f` on the contiguous CPU data of `t` (made contiguous first if needed).
+fn with_cpu<T: WithDType, R>(t: &Tensor, op: &str, f: impl FnOnce(&[T]) -> Result<R>) -> Result<R> {
+    let t = t.contiguous()?;
+    let (guard, layout) = t.storage_and_layout();
+    match &*guard {
+        Storage::Cpu(cpu) => f(cpu_slice::<T>(cpu, layout, op)?),
+        _ => candle_core::bail!("{op}: CPU storage expected"),
+    }
+}
+
+/// Builds a tensor from a vec on the device of `like`.
+fn from_vec<T: WithDType>(v: Vec<T>, shape: impl Into<Shape>, like: &Tensor) -> Result<Tensor> {
+    Tensor::from_vec(v, shape.into(), like.device())
+}
+
+fn check_dtype(dtype: DType, op: &str) -> Result<()> {
+    match dtype {
+        DType::F32 | DType::F64 => Ok(()),
+        d => candle_core::bail!("{op}: unsupported dtype {d:?} on CPU (f32, f64)"),
+    }
+}
