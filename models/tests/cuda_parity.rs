@@ -301,7 +301,8 @@ fn env_usize(name: &str, default: usize) -> Result<usize> {
 
 /// Training steps per second of a DistilBERT-base-sized model (random weights) on the GPU:
 /// forward, cross-entropy, backward and candle-nn AdamW, batch `EDGEBERT_BENCH_BATCH` (64) at a
-/// fixed length `EDGEBERT_BENCH_SEQ` (64) with a quarter of each row padded, dropout on.
+/// fixed length `EDGEBERT_BENCH_SEQ` (64; later rows partly padded, as [`batch`] makes them),
+/// dropout on, `EDGEBERT_BENCH_LAYERS` (6) layers.
 /// Prints one `RESULT` line; the model-level counterpart of the PyTorch script's `--fixed-seq-len`.
 #[test]
 #[ignore = "timing run for the GPU machine (scripts/device-gpu-check)"]
@@ -313,7 +314,8 @@ fn cuda_train_step_throughput() -> Result<()> {
     let s = env_usize("EDGEBERT_BENCH_SEQ", 64)?;
     let steps = env_usize("EDGEBERT_BENCH_STEPS", 50)?;
     let warmup = env_usize("EDGEBERT_BENCH_WARMUP", 5)?;
-    let cfg = base_config(6, 30522)?;
+    let layers = env_usize("EDGEBERT_BENCH_LAYERS", 6)?;
+    let cfg = base_config(layers, 30522)?;
     let (model, vm) = SequenceClassifier::from_config(&cfg, 6, &gpu, DType::F32, 1)?;
     let mut opt = candle_nn::AdamW::new(
         vm.all_vars(),
