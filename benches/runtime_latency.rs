@@ -1,0 +1,84 @@
+//! Criterion: `Session::classify_into` latency per sequence bucket (16/32/64/128 tokens) on the
+//! tiny BERT fixture, and on a MiniLM export when one is available (`EDGEBERT_BENCH_MODEL`, or
+//! `$EDGEBERT_SHARED/models/all-MiniLM-L6-v2` if it holds an ONNX export); skipped otherwise.
+//! Also prints heap allocations per call (tokenizer + our code + tract), counted by a global allocator.
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use edgebert_runtime::session::{synthetic_text, Classification, Session};
+
+struct Counting;
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards unchanged to `System`.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const SEQ_LENS: [usize; 4] = [16, 32, 64, 128];
+
+fn models() -> Vec<(String, PathBuf)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut v = vec![("tiny-bert".to_string(), root.join("runtime/tests/fixtures/tiny-bert"))];
+    let minilm = std::env::var_os("EDGEBERT_BENCH_MODEL").map(PathBuf::from).or_else(|| {
+        let d = PathBuf::from(std::env::var_os("EDGEBERT_SHARED")?).join("models/all-MiniLM-L6-v2");
+        ["model.edgebert", "model.onnx", "model.int8.onnx"].iter().any(|f| d.join(f).is_file()).then_some(d)
+    });
+    match minilm {
+        Some(p) => v.push(("minilm".to_string(), p)),
+        None => eprintln!("SKIPPED minilm: set EDGEBERT_BENCH_MODEL to a MiniLM bundle or export dir"),
+    }
+    v
+}
+
+fn classify_per_bucket(c: &mut Criterion) {
+    for (name, path) in models() {
+        let mut session = match Session::open(&path) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("SKIPPED {name}: {e}");
+                continue;
+            }
+        };
+        let mut group = c.benchmark_group(format!("classify/{name}"));
+        for s in SEQ_LENS.into_iter().filter(|&s| s <= session.max_len()) {
+            let text = match synthetic_text(session.tokenizer(), s) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("SKIPPED {name}/{s}: {e}");
+                    continue;
+                }
+            };
+            let mut out = Classification::default();
+            session.classify_into(&text, &mut out).expect("classify");
+            let before = ALLOCS.load(Ordering::Relaxed);
+            for _ in 0..100 {
+                session.classify_into(&text, &mut out).expect("classify");
+            }
+            let per_call = (ALLOCS.load(Ordering::Relaxed) - before) as f64 / 100.0;
+            eprintln!("{name} seq_len {s}: {per_call:.1} heap allocations per classify call");
+            group.bench_with_input(BenchmarkId::from_parameter(s), &text, |b, text| {
+                b.iter(|| session.classify_into(text, &mut out).expect("classify"))
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, classify_per_bucket);
+criterion_main!(benches);

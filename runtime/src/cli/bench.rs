@@ -1,0 +1,87 @@
+//! `edgebert bench`: classify latency at one sequence length, with heap allocations per call
+//! counted by the binary's global allocator (ours and tract's together, plus the tokenizer alone).
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+
+use edgebert_runtime::session::{synthetic_text, Classification, Session, SessionOptions};
+use edgebert_runtime::tokenizer::SeqEncoding;
+
+use super::alloc_counter::allocations;
+use super::Format;
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Runs the benchmark and prints one result.
+pub fn run(path: &Path, seq_len: usize, iters: usize, warmup: usize, format: Format) -> Result<()> {
+    if iters == 0 {
+        bail!("--iters must be at least 1");
+    }
+    let t0 = Instant::now();
+    let mut session = Session::open_with(path, SessionOptions::default())?;
+    let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+    if seq_len < 2 || seq_len > session.max_len() {
+        bail!("--seq-len {seq_len} is outside 2..={} (the model's max_len)", session.max_len());
+    }
+    let text = synthetic_text(session.tokenizer(), seq_len)?;
+    let t1 = Instant::now();
+    let bucket = session.prepare(seq_len)?;
+    let plan_ms = t1.elapsed().as_secs_f64() * 1e3;
+    let mut c = Classification::default();
+    for _ in 0..warmup.max(1) {
+        session.classify_into(&text, &mut c)?;
+    }
+    let mut times = Vec::with_capacity(iters);
+    let a0 = allocations();
+    for _ in 0..iters {
+        let t = Instant::now();
+        session.classify_into(&text, &mut c)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let allocs = (allocations() - a0) as f64 / iters as f64;
+    // The tokenizer alone, same text, same count.
+    let mut enc = Box::<SeqEncoding>::default();
+    let a1 = allocations();
+    for _ in 0..iters {
+        session.tokenizer().encode_into(&text, seq_len, &mut enc)?;
+    }
+    let tok_allocs = (allocations() - a1) as f64 / iters as f64;
+    times.sort_by(f64::total_cmp);
+    let mean = times.iter().sum::<f64>() / times.len() as f64;
+    let v = serde_json::json!({
+        "seq_len": seq_len,
+        "bucket": bucket,
+        "iters": iters,
+        "p50_ms": percentile(&times, 0.50),
+        "p95_ms": percentile(&times, 0.95),
+        "p99_ms": percentile(&times, 0.99),
+        "mean_ms": mean,
+        "min_ms": times.first().copied().unwrap_or(f64::NAN),
+        "allocs_per_call": allocs,
+        "tokenizer_allocs_per_call": tok_allocs,
+        "load_ms": load_ms,
+        "plan_ms": plan_ms,
+    });
+    match format {
+        Format::Json => println!("{v}"),
+        Format::Text => {
+            println!(
+                "seq_len {seq_len} (bucket {bucket}), {iters} iters: p50 {:.3} ms  p95 {:.3} ms  p99 {:.3} ms  mean {:.3} ms  min {:.3} ms",
+                percentile(&times, 0.5),
+                percentile(&times, 0.95),
+                percentile(&times, 0.99),
+                mean,
+                times.first().copied().unwrap_or(f64::NAN)
+            );
+            println!("allocs/call {allocs:.1} (tokenizer alone {tok_allocs:.1}); load {load_ms:.1} ms, plan build {plan_ms:.1} ms");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,243 @@
+//! Argument parsing and dispatch for the `edgebert` binary. Output is JSON lines on stdout;
+//! every failure is one line on stderr and exit code 2 (clap's usage errors also use 2).
+pub mod alloc_counter;
+mod bench;
+mod input;
+mod inspect;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use edgebert_runtime::model_source::open_tokenizer;
+use edgebert_runtime::session::{Classification, Session, SessionOptions};
+use edgebert_runtime::tokenizer::SeqEncoding;
+
+const INPUT_HELP: &str = "\
+INPUT:
+  Each TEXT argument is one input. Without TEXT, every line of stdin is one input
+  (a trailing \\n or \\r\\n is removed). An empty line is a valid input: it is encoded as
+  [CLS] [SEP] and classified like any other text. A line that is not valid UTF-8 is an
+  error naming its line number, unless --lossy replaces bad bytes with U+FFFD.
+
+EXIT STATUS:
+  0 success, 2 any error (bad arguments, missing or corrupt model, invalid input); the
+  error is one line on stderr.";
+
+/// Run a BERT text classifier on the device: tokenize, classify, benchmark, inspect.
+#[derive(Debug, Parser)]
+#[command(name = "edgebert", version, about, after_help = INPUT_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print token ids and attention mask for each input, one JSON object per line.
+    #[command(after_help = INPUT_HELP)]
+    Tokenize(TokenizeArgs),
+    /// Classify each input; JSON lines with label, label_id, score, probs, logits, tokens, truncated.
+    #[command(after_help = INPUT_HELP)]
+    Classify(ClassifyArgs),
+    /// Measure classify latency at one sequence length (p50/p95/p99/mean/min, allocations per call).
+    Bench(BenchArgs),
+    /// Describe a model: labels, max_len, sizes, op histogram, checksum.
+    Inspect(InspectArgs),
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Human-readable text.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct TokenizeArgs {
+    /// Model bundle (model.edgebert), export directory, Hugging Face model directory
+    /// (tokenizer.json or vocab.txt), or a vocab.txt / tokenizer.json file.
+    #[arg(long, value_name = "PATH")]
+    model: PathBuf,
+    /// Maximum tokens per input including [CLS] and [SEP] (default: the model's max_len, at most 512).
+    #[arg(long, value_name = "N")]
+    max_len: Option<usize>,
+    /// Replace invalid UTF-8 in stdin lines with U+FFFD instead of failing.
+    #[arg(long)]
+    lossy: bool,
+    /// Texts to tokenize; none: read one text per stdin line.
+    #[arg(value_name = "TEXT")]
+    texts: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct ClassifyArgs {
+    /// Model bundle (model.edgebert) or export directory (model.onnx + config.json + vocab.txt/tokenizer.json).
+    #[arg(long, value_name = "PATH")]
+    model: PathBuf,
+    /// Output format: json (one object per input) or text (label, score, tokens per line).
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    format: Format,
+    /// Replace invalid UTF-8 in stdin lines with U+FFFD instead of failing.
+    #[arg(long)]
+    lossy: bool,
+    /// Build every sequence-length plan at start instead of on first use (slower start, even latency).
+    #[arg(long)]
+    eager: bool,
+    /// Cap on tokens per input (default and maximum: the model's max_len); longer texts are truncated.
+    #[arg(long, value_name = "N")]
+    max_len: Option<usize>,
+    /// Texts to classify; none: read one text per stdin line.
+    #[arg(value_name = "TEXT")]
+    texts: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// Model bundle or export directory.
+    #[arg(long, value_name = "PATH")]
+    model: PathBuf,
+    /// Tokens per input including [CLS] and [SEP] (2..=max_len); the text is built to hit it exactly.
+    #[arg(long, value_name = "S")]
+    seq_len: usize,
+    /// Timed classify calls.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    iters: usize,
+    /// Untimed calls before timing.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    warmup: usize,
+    /// Output format: text (default) or json (one object).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Debug, Args)]
+struct InspectArgs {
+    /// Model bundle or export directory.
+    #[arg(long, value_name = "PATH")]
+    model: PathBuf,
+    /// Output format: text (default) or json (one object).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+/// Parses arguments, runs the command, returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match run(cli) {
+        Ok(()) => 0,
+        Err(e) if is_broken_pipe(&e) => 0,
+        Err(e) => {
+            let msg = format!("{e:#}").replace(['\n', '\r'], " ");
+            let _ = writeln!(std::io::stderr(), "edgebert: error: {msg}");
+            2
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Tokenize(a) => tokenize(a),
+        Command::Classify(a) => classify(a),
+        Command::Bench(a) => bench::run(&a.model, a.seq_len, a.iters, a.warmup, a.format),
+        Command::Inspect(a) => inspect::run(&a.model, a.format),
+    }
+}
+
+fn tokenize(a: TokenizeArgs) -> Result<()> {
+    let (tok, model_max) = open_tokenizer(&a.model)?;
+    let max_len = a.max_len.unwrap_or(model_max);
+    if max_len < 2 {
+        anyhow::bail!("--max-len {max_len} cannot hold [CLS] and [SEP] (need at least 2)");
+    }
+    let mut enc = Box::<SeqEncoding>::default();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut line = String::new();
+    input::for_each_input(&a.texts, a.lossy, |n, text| {
+        tok.encode_into(text, max_len, &mut enc).with_context(|| n.describe())?;
+        line.clear();
+        line.push_str("{\"input_ids\":");
+        push_i64s(&mut line, &enc.input_ids);
+        line.push_str(",\"attention_mask\":");
+        push_i64s(&mut line, &enc.attention_mask);
+        line.push_str(",\"truncated\":");
+        line.push_str(if enc.truncated { "true" } else { "false" });
+        line.push('}');
+        writeln!(out, "{line}")?;
+        if n.from_stdin {
+            out.flush()?;
+        }
+        Ok(())
+    })?;
+    out.flush()?;
+    Ok(())
+}
+
+fn push_i64s(s: &mut String, v: &[i64]) {
+    use std::fmt::Write as _;
+    s.push('[');
+    for (i, x) in v.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let _ = write!(s, "{x}");
+    }
+    s.push(']');
+}
+
+fn classify(a: ClassifyArgs) -> Result<()> {
+    let options = SessionOptions { eager: a.eager, max_len: a.max_len, ..Default::default() };
+    if a.max_len.is_some_and(|m| m < 2) {
+        anyhow::bail!("--max-len must be at least 2 ([CLS] and [SEP])");
+    }
+    let mut session = Session::open_with(&a.model, options)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut c = Classification::default();
+    input::for_each_input(&a.texts, a.lossy, |n, text| {
+        session.classify_into(text, &mut c).with_context(|| n.describe())?;
+        match a.format {
+            Format::Json => {
+                let v = serde_json::json!({
+                    "label": c.label,
+                    "label_id": c.label_id,
+                    "score": c.score,
+                    "probs": c.probs,
+                    "logits": c.logits,
+                    "tokens": c.tokens,
+                    "truncated": c.truncated,
+                });
+                writeln!(out, "{v}")?;
+            }
+            Format::Text => {
+                let trunc = if c.truncated { ", truncated" } else { "" };
+                writeln!(out, "{}\t{:.4}\t({} tokens{trunc})", c.label, c.score, c.tokens)?;
+            }
+        }
+        if n.from_stdin {
+            out.flush()?;
+        }
+        Ok(())
+    })?;
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,247 @@
+//! Where a model comes from: a `model.edgebert` bundle, an export directory
+//! (`model.onnx` + `config.json` + `vocab.txt`/`tokenizer.json`), a bare `.onnx` file inside
+//! such a directory, or, for tokenizing only, a Hugging Face model directory.
+//! Everything is normalised into an in-memory [`Bundle`] so the rest of the runtime has one
+//! source of truth.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::bundle::{Bundle, BundleHeader};
+use crate::error::{Error, Result};
+use crate::tokenizer::{Tokenizer, MAX_SEQ_LEN};
+
+/// Model file names looked for in an export directory, in order of preference.
+pub const MODEL_FILES: &[&str] = &["model.edgebert", "model.onnx", "model.int8.onnx", "model.fp32.onnx"];
+
+/// What kind of path a model was loaded from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// A `model.edgebert` file.
+    Bundle,
+    /// An export directory or a `.onnx` file inside one.
+    ExportDir,
+}
+
+/// A model resolved from a user-supplied path.
+#[derive(Debug, Clone)]
+pub struct ModelSource {
+    /// Header and ONNX bytes.
+    pub bundle: Bundle,
+    /// How the path was interpreted.
+    pub kind: SourceKind,
+    /// The file the model bytes came from.
+    pub model_file: PathBuf,
+    /// Size of that file in bytes.
+    pub file_size: u64,
+}
+
+fn not_a_model(path: &Path, reason: impl Into<String>) -> Error {
+    Error::NotAModel { path: path.to_path_buf(), reason: reason.into() }
+}
+
+fn metadata(path: &Path) -> Result<std::fs::Metadata> {
+    std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::NotFound(path.to_path_buf()),
+        _ => Error::io(path, e),
+    })
+}
+
+fn regular_file(path: &Path) -> Result<u64> {
+    let md = metadata(path)?;
+    if !md.is_file() {
+        return Err(not_a_model(
+            path,
+            "not a regular file (expected a model.edgebert bundle, a .onnx file or an export directory)",
+        ));
+    }
+    if md.len() == 0 {
+        return Err(not_a_model(path, "file is empty"));
+    }
+    Ok(md.len())
+}
+
+fn find_model_file(dir: &Path) -> Result<PathBuf> {
+    MODEL_FILES
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            not_a_model(
+                dir,
+                format!("directory holds no model (looked for {})", MODEL_FILES.join(", ")),
+            )
+        })
+}
+
+impl ModelSource {
+    /// Resolves `path` (bundle file, export directory, or `.onnx` file in an export directory).
+    pub fn open(path: impl AsRef<Path>) -> Result<ModelSource> {
+        let path = path.as_ref();
+        let md = metadata(path)?;
+        let file = if md.is_dir() { find_model_file(path)? } else { path.to_path_buf() };
+        let file_size = regular_file(&file)?;
+        let is_onnx = file.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
+        if is_onnx {
+            let dir = match file.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            let model = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
+            let name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let header = export_dir_header(&dir, &name)?;
+            let bundle = Bundle::new(header, model).map_err(|e| match e {
+                Error::BadHeader(m) => Error::Config { path: dir.clone(), message: m },
+                other => other,
+            })?;
+            return Ok(ModelSource { bundle, kind: SourceKind::ExportDir, model_file: file, file_size });
+        }
+        let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
+        if !Bundle::has_magic(&bytes) && bytes.len() >= 8 {
+            // Give a hint beyond "bad magic" for the common mistakes.
+            if bytes.first() == Some(&0x08) {
+                return Err(not_a_model(
+                    &file,
+                    "looks like an ONNX protobuf without a .onnx extension; rename it or pass its export directory",
+                ));
+            }
+        }
+        let bundle = Bundle::from_bytes(&bytes).map_err(|e| with_path(&file, e))?;
+        Ok(ModelSource { bundle, kind: SourceKind::Bundle, model_file: file, file_size })
+    }
+}
+
+/// Prefixes bundle-format errors with the file they came from.
+fn with_path(path: &Path, e: Error) -> Error {
+    match e {
+        e @ (Error::BadMagic { .. }
+        | Error::BundleTruncated { .. }
+        | Error::UnsupportedVersion { .. }
+        | Error::ChecksumMismatch { .. }
+        | Error::LengthMismatch { .. }
+        | Error::BadHeader(_)) => Error::Config { path: path.to_path_buf(), message: e.to_string() },
+        e => e,
+    }
+}
+
+fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::NotFound(path.to_path_buf()),
+        _ => Error::io(path, e),
+    })?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::Config { path: path.to_path_buf(), message: format!("invalid JSON: {e}") })
+}
+
+/// Labels in id order from a Hugging Face `config.json` (`id2label`, else `num_labels`).
+pub fn labels_from_config(path: &Path, config: &serde_json::Value) -> Result<Vec<String>> {
+    let cfg_err = |message: String| Error::Config { path: path.to_path_buf(), message };
+    if let Some(map) = config.get("id2label").and_then(|v| v.as_object()) {
+        let mut by_id = BTreeMap::new();
+        for (k, v) in map {
+            let id: usize = k
+                .parse()
+                .map_err(|_| cfg_err(format!("field \"id2label\": key {k:?} is not an integer")))?;
+            let label = v
+                .as_str()
+                .ok_or_else(|| cfg_err(format!("field \"id2label\"[{k:?}] is not a string")))?;
+            by_id.insert(id, label.to_string());
+        }
+        if by_id.is_empty() {
+            return Err(cfg_err("field \"id2label\" is empty".into()));
+        }
+        for (expect, id) in by_id.keys().enumerate() {
+            if *id != expect {
+                return Err(cfg_err(format!(
+                    "field \"id2label\" is missing id {expect} (ids must be 0..{})",
+                    by_id.len()
+                )));
+            }
+        }
+        return Ok(by_id.into_values().collect());
+    }
+    match config.get("num_labels").and_then(|v| v.as_u64()) {
+        Some(n) if n > 0 && n < 1_000_000 => Ok((0..n).map(|i| format!("LABEL_{i}")).collect()),
+        _ => Err(cfg_err("neither \"id2label\" nor \"num_labels\" present".into())),
+    }
+}
+
+/// Builds the bundle header for an export directory (`config.json` + tokenizer files).
+pub fn export_dir_header(dir: &Path, model_file_name: &str) -> Result<BundleHeader> {
+    let cfg_path = dir.join("config.json");
+    let config = read_json(&cfg_path)?;
+    let labels = labels_from_config(&cfg_path, &config)?;
+    let max_pos = config
+        .get("max_position_embeddings")
+        .and_then(|v| v.as_u64())
+        .ok_or_else(|| Error::Config {
+            path: cfg_path.clone(),
+            message: "field \"max_position_embeddings\" missing or not an integer".into(),
+        })?;
+    let mut max_len = max_pos.min(MAX_SEQ_LEN as u64);
+    if let Ok(tc) = read_json(&dir.join("tokenizer_config.json")) {
+        if let Some(m) = tc.get("model_max_length").and_then(|v| v.as_u64()) {
+            if m >= 2 {
+                max_len = max_len.min(m);
+            }
+        }
+    }
+    let tokenizer = Tokenizer::from_hf_dir(dir)?;
+    let quantization = if model_file_name.contains("int8") { "int8" } else { "none" };
+    let mut metadata = BTreeMap::new();
+    metadata.insert("source".to_string(), dir.display().to_string());
+    metadata.insert("model_file".to_string(), model_file_name.to_string());
+    if let Some(t) = config.get("model_type").and_then(|v| v.as_str()) {
+        metadata.insert("model_type".to_string(), t.to_string());
+    }
+    Ok(BundleHeader {
+        labels,
+        tokenizer: tokenizer.config().clone(),
+        vocab: tokenizer.vocab_txt(),
+        max_len: max_len as u32,
+        input_names: vec!["input_ids".into(), "attention_mask".into()],
+        output_name: "logits".into(),
+        quantization: quantization.into(),
+        model_format: "onnx".into(),
+        metadata,
+    })
+}
+
+/// Loads only a tokenizer and its maximum length, from a bundle, an export directory, a
+/// Hugging Face model directory (`tokenizer.json` or `vocab.txt`), or a `vocab.txt` /
+/// `tokenizer.json` file.
+pub fn open_tokenizer(path: impl AsRef<Path>) -> Result<(Tokenizer, usize)> {
+    let path = path.as_ref();
+    let md = metadata(path)?;
+    if md.is_dir() {
+        let has_tok = path.join("tokenizer.json").is_file() || path.join("vocab.txt").is_file();
+        if !has_tok {
+            if let Ok(file) = find_model_file(path) {
+                let src = ModelSource::open(file)?;
+                return Ok((src.bundle.tokenizer()?, src.bundle.header.max_len as usize));
+            }
+            return Err(not_a_model(path, "directory holds neither tokenizer.json, vocab.txt nor a model"));
+        }
+        let tok = Tokenizer::from_hf_dir(path)?;
+        let mut max_len = MAX_SEQ_LEN as u64;
+        for (file, key) in [("config.json", "max_position_embeddings"), ("tokenizer_config.json", "model_max_length")] {
+            if let Ok(v) = read_json(&path.join(file)) {
+                if let Some(m) = v.get(key).and_then(|v| v.as_u64()) {
+                    if m >= 2 {
+                        max_len = max_len.min(m);
+                    }
+                }
+            }
+        }
+        return Ok((tok, max_len as usize));
+    }
+    regular_file(path)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    if name.ends_with(".json") {
+        return Ok((Tokenizer::from_tokenizer_json(path)?, MAX_SEQ_LEN));
+    }
+    if name.ends_with(".txt") {
+        return Ok((Tokenizer::from_vocab_file(path, Default::default())?, MAX_SEQ_LEN));
+    }
+    let src = ModelSource::open(path)?;
+    Ok((src.bundle.tokenizer()?, src.bundle.header.max_len as usize))
+}

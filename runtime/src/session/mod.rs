@@ -1,0 +1,485 @@
+//! Inference with tract: one ONNX parse, one optimized plan per sequence-length bucket,
+//! one reused `SimpleState` per bucket, softmax over the logits.
+//!
+//! Buckets are powers of two from 8 up to `max_len` (plus `max_len` itself), so padding at
+//! most doubles the work. Each bucket's plan is built on first use (lazy, the default, since
+//! optimizing a MiniLM-sized graph takes hundreds of milliseconds) or all at load
+//! ([`SessionOptions::eager`]). Graph rewrites go in [`passes`], not here.
+pub mod passes;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+
+use anyhow::ensure;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
+
+use crate::bundle::{Bundle, BundleHeader};
+use crate::error::{Error, Result};
+use crate::model_source::ModelSource;
+use crate::tokenizer::{SeqEncoding, Tokenizer};
+use passes::{ModelPass, PassStage, DEFAULT_PASSES};
+
+/// Smallest sequence bucket.
+pub const MIN_BUCKET: usize = 8;
+
+/// How a session is built.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// Build every bucket's plan at load instead of on first use.
+    pub eager: bool,
+    /// Cap on the sequence length (defaults to the bundle's `max_len`).
+    pub max_len: Option<usize>,
+    /// Graph passes applied to each bucket (defaults to [`DEFAULT_PASSES`]).
+    pub passes: Vec<ModelPass>,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions { eager: false, max_len: None, passes: DEFAULT_PASSES.to_vec() }
+    }
+}
+
+/// The result of classifying one text.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Classification {
+    /// Index of the most probable label.
+    pub label_id: usize,
+    /// Its name.
+    pub label: String,
+    /// Its probability.
+    pub score: f32,
+    /// Softmax probabilities in label-id order.
+    pub probs: Vec<f32>,
+    /// Raw logits in label-id order.
+    pub logits: Vec<f32>,
+    /// Number of tokens fed to the model (with `[CLS]`/`[SEP]`, without padding).
+    pub tokens: usize,
+    /// Whether the text was cut to `max_len` tokens.
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InputKind {
+    Ids,
+    Mask,
+    TypeIds,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    seq_len: usize,
+    state: Option<TypedSimpleState>,
+    /// One reusable `[1, seq_len]` i64 tensor per graph input.
+    inputs: Vec<Arc<Tensor>>,
+}
+
+/// A loaded model ready to classify text.
+#[derive(Debug)]
+pub struct Session {
+    header: BundleHeader,
+    tokenizer: Tokenizer,
+    model: InferenceModel,
+    input_kinds: Vec<InputKind>,
+    max_len: usize,
+    buckets: Vec<Bucket>,
+    passes: Vec<ModelPass>,
+    enc: Box<SeqEncoding>,
+    embedding_rows: Option<(String, u64)>,
+}
+
+/// Runs third-party code on untrusted data, turning a panic into an error.
+fn guarded<T>(context: &str, f: impl FnOnce() -> TractResult<T>) -> Result<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Error::model(context, e)),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(Error::model(context, format!("tract panicked: {msg}")))
+        }
+    }
+}
+
+/// Bucket lengths for `max_len`: 8, 16, 32, ... below `max_len`, then `max_len`.
+pub fn bucket_lengths(max_len: usize) -> Vec<usize> {
+    let mut v = Vec::new();
+    let mut s = MIN_BUCKET;
+    while s < max_len {
+        v.push(s);
+        s *= 2;
+    }
+    v.push(max_len);
+    v
+}
+
+impl Session {
+    /// Opens a bundle file or export directory with default options.
+    pub fn open(path: impl AsRef<Path>) -> Result<Session> {
+        Session::open_with(path, SessionOptions::default())
+    }
+
+    /// Opens a bundle file or export directory.
+    pub fn open_with(path: impl AsRef<Path>, options: SessionOptions) -> Result<Session> {
+        let src = ModelSource::open(path)?;
+        Session::from_bundle(src.bundle, options)
+    }
+
+    /// Builds a session from an in-memory bundle (the ONNX bytes are dropped once parsed).
+    pub fn from_bundle(bundle: Bundle, options: SessionOptions) -> Result<Session> {
+        let Bundle { header, model: bytes } = bundle;
+        header.validate()?;
+        let tokenizer = header.tokenizer()?;
+        let mut model =
+            guarded("parsing ONNX", || tract_onnx::onnx().model_for_read(&mut &bytes[..]))?;
+        drop(bytes);
+
+        // Inputs: map each graph input to the tensor we feed it.
+        let mut input_kinds = Vec::new();
+        for outlet in model.input_outlets().map_err(|e| Error::model("inputs", e))? {
+            let name = &model.node(outlet.node).name;
+            let kind = match name.as_str() {
+                "input_ids" => InputKind::Ids,
+                "attention_mask" => InputKind::Mask,
+                "token_type_ids" => InputKind::TypeIds,
+                other => {
+                    return Err(Error::Interface(format!(
+                        "unsupported graph input {other:?} (expected input_ids, attention_mask, token_type_ids)"
+                    )))
+                }
+            };
+            input_kinds.push(kind);
+        }
+        if !input_kinds.contains(&InputKind::Ids) {
+            return Err(Error::Interface("graph has no \"input_ids\" input".into()));
+        }
+
+        // Output: the one named like the header says, or the only one.
+        let outputs = model.output_outlets().map_err(|e| Error::model("outputs", e))?.to_vec();
+        let named = outputs.iter().copied().find(|o| {
+            model.outlet_label(*o) == Some(header.output_name.as_str())
+                || model.node(o.node).name == header.output_name
+        });
+        let output = match (named, outputs.as_slice()) {
+            (Some(o), _) => o,
+            (None, [only]) => *only,
+            (None, _) => {
+                return Err(Error::Interface(format!(
+                    "graph has {} outputs and none is named {:?}",
+                    outputs.len(),
+                    header.output_name
+                )))
+            }
+        };
+        model.select_output_outlets(&[output]).map_err(|e| Error::model("selecting output", e))?;
+
+        let embedding_rows = word_embedding_rows(&model);
+        if let Some((tensor, rows)) = &embedding_rows {
+            let vocab = tokenizer.vocab_size() as u64;
+            if *rows < vocab {
+                return Err(Error::VocabMismatch { tensor: tensor.clone(), onnx: *rows, tokenizer: vocab });
+            }
+        }
+
+        let max_len = options
+            .max_len
+            .map_or(header.max_len as usize, |m| m.min(header.max_len as usize))
+            .max(2);
+        let buckets = bucket_lengths(max_len)
+            .into_iter()
+            .map(|seq_len| Bucket { seq_len, state: None, inputs: Vec::new() })
+            .collect();
+        let mut session = Session {
+            header,
+            tokenizer,
+            model,
+            input_kinds,
+            max_len,
+            buckets,
+            passes: options.passes,
+            enc: Box::default(),
+            embedding_rows,
+        };
+        if options.eager {
+            for b in 0..session.buckets.len() {
+                session.prepare_bucket(b)?;
+            }
+        }
+        Ok(session)
+    }
+
+    /// The bundle header (labels, tokenizer config, provenance).
+    pub fn header(&self) -> &BundleHeader {
+        &self.header
+    }
+
+    /// Class labels in label-id order.
+    pub fn labels(&self) -> &[String] {
+        &self.header.labels
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Maximum tokens per input (longer texts are truncated).
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Sequence-length buckets and whether each plan is built.
+    pub fn buckets(&self) -> Vec<(usize, bool)> {
+        self.buckets.iter().map(|b| (b.seq_len, b.state.is_some())).collect()
+    }
+
+    /// Rows of the ONNX word-embedding table and its tensor name, when found in the graph.
+    pub fn embedding_rows(&self) -> Option<(&str, u64)> {
+        self.embedding_rows.as_ref().map(|(n, r)| (n.as_str(), *r))
+    }
+
+    /// Builds (if not yet built) the plan of the bucket that holds `seq_len` tokens.
+    pub fn prepare(&mut self, seq_len: usize) -> Result<usize> {
+        let b = self.bucket_index(seq_len);
+        self.prepare_bucket(b)?;
+        Ok(self.buckets[b].seq_len)
+    }
+
+    fn bucket_index(&self, tokens: usize) -> usize {
+        self.buckets
+            .iter()
+            .position(|b| b.seq_len >= tokens)
+            .unwrap_or(self.buckets.len().saturating_sub(1))
+    }
+
+    fn prepare_bucket(&mut self, b: usize) -> Result<()> {
+        let Some(bucket) = self.buckets.get(b) else {
+            return Err(Error::InvalidArgument(format!("no bucket {b}")));
+        };
+        if bucket.state.is_some() {
+            return Ok(());
+        }
+        let s = bucket.seq_len;
+        let context = format!("building the {s}-token plan");
+        let mut model = self.model.clone();
+        let (header, passes) = (&self.header, &self.passes);
+        let n_inputs = self.input_kinds.len();
+        let state = guarded(&context, move || {
+            for ix in 0..n_inputs {
+                model.set_input_fact(ix, InferenceFact::dt_shape(i64::datum_type(), tvec!(1, s)))?;
+            }
+            let mut typed = model.into_typed()?.into_decluttered()?;
+            passes::apply(passes, &mut typed, header, s, PassStage::Decluttered)?;
+            typed.optimize()?;
+            passes::apply(passes, &mut typed, header, s, PassStage::Optimized)?;
+            let plan = typed.into_runnable()?;
+            let out = plan.model().output_fact(0)?;
+            let shape = out.shape.as_concrete().map(|s| s.to_vec());
+            ensure!(out.datum_type == f32::datum_type(), "logits are {:?}, expected f32", out.datum_type);
+            let n_labels = header.labels.len();
+            ensure!(
+                shape.as_deref() == Some(&[1, n_labels][..]),
+                "logits shape is {:?}, expected [1, {n_labels}] ({} labels)",
+                out.shape,
+                n_labels
+            );
+            plan.spawn()
+        })?;
+        let inputs = (0..n_inputs)
+            .map(|_| Arc::new(Tensor::zero::<i64>(&[1, s]).unwrap_or_else(|_| Tensor::from(0i64))))
+            .collect();
+        let bucket = &mut self.buckets[b];
+        bucket.state = Some(state);
+        bucket.inputs = inputs;
+        Ok(())
+    }
+
+    /// Classifies one text. An empty text is classified as `[CLS] [SEP]`.
+    pub fn classify(&mut self, text: &str) -> Result<Classification> {
+        let mut out = Classification::default();
+        self.classify_into(text, &mut out)?;
+        Ok(out)
+    }
+
+    /// Classifies each text in order (batch of one per run; each text uses its own bucket).
+    pub fn classify_batch<S: AsRef<str>>(&mut self, texts: &[S]) -> Result<Vec<Classification>> {
+        texts.iter().map(|t| self.classify(t.as_ref())).collect()
+    }
+
+    /// Classifies one text into `out`, reusing its buffers: once the bucket is built and `out`
+    /// has grown, the only heap allocations left are tract's own.
+    pub fn classify_into(&mut self, text: &str, out: &mut Classification) -> Result<()> {
+        self.tokenizer.encode_into(text, self.max_len, &mut self.enc)?;
+        let n = self.enc.input_ids.len();
+        let truncated = self.enc.truncated;
+        let b = self.bucket_index(n);
+        self.prepare_bucket(b)?;
+        let Session { buckets, enc, input_kinds, header, .. } = self;
+        let bucket = &mut buckets[b];
+        let s = bucket.seq_len;
+        let ids = &enc.input_ids[..n.min(s)];
+        let mask = &enc.attention_mask[..n.min(s)];
+        let mut values: TVec<TValue> = tvec!();
+        for (arc, kind) in bucket.inputs.iter_mut().zip(input_kinds.iter()) {
+            if Arc::get_mut(arc).is_none() {
+                *arc = Arc::new(Tensor::zero::<i64>(&[1, s]).map_err(|e| Error::model("input", e))?);
+            }
+            if let Some(t) = Arc::get_mut(arc) {
+                let mut view = t.try_as_plain_ram_mut().map_err(|e| Error::model("input", e))?;
+                let dst = view.as_slice_mut::<i64>().map_err(|e| Error::model("input", e))?;
+                let src: &[i64] = match kind {
+                    InputKind::Ids => ids,
+                    InputKind::Mask => mask,
+                    InputKind::TypeIds => &[],
+                };
+                let k = src.len().min(dst.len());
+                dst[..k].copy_from_slice(&src[..k]);
+                dst[k..].fill(0);
+            }
+            values.push(TValue::from_const(arc.clone()));
+        }
+        let Some(state) = bucket.state.as_mut() else {
+            return Err(Error::InvalidArgument(format!("bucket {s} not built")));
+        };
+        let outputs = guarded("running the model", || state.run(values))?;
+        let logits = outputs
+            .first()
+            .ok_or_else(|| Error::Interface("model produced no output".into()))?
+            .try_as_plain_ram()
+            .and_then(|v| v.as_slice::<f32>())
+            .map_err(|e| Error::model("reading logits", e))?;
+        out.logits.clear();
+        out.logits.extend_from_slice(logits);
+        drop(outputs);
+        softmax_into(&out.logits, &mut out.probs);
+        let (label_id, score) = out
+            .probs
+            .iter()
+            .copied()
+            .enumerate()
+            .fold((0, f32::NEG_INFINITY), |best, (i, p)| if p > best.1 { (i, p) } else { best });
+        out.label_id = label_id;
+        out.score = score;
+        out.label.clear();
+        out.label.push_str(header.labels.get(label_id).map_or("", String::as_str));
+        out.tokens = n;
+        out.truncated = truncated;
+        Ok(())
+    }
+}
+
+/// A text that encodes to exactly `tokens` tokens (with `[CLS]`/`[SEP]`): `tokens - 2` copies of
+/// the first lowercase whole-word token of the vocabulary. Used by benchmarks.
+pub fn synthetic_text(tok: &Tokenizer, tokens: usize) -> Result<String> {
+    let mut enc = Box::<SeqEncoding>::default();
+    let word = (0..tok.vocab_size() as u32)
+        .filter_map(|id| tok.id_to_token(id))
+        .filter(|t| t.len() >= 2 && t.bytes().all(|b| b.is_ascii_lowercase()))
+        .find(|t| tok.encode_into(t, 8, &mut enc).is_ok() && enc.input_ids.len() == 3)
+        .ok_or_else(|| {
+            Error::InvalidArgument("vocabulary has no lowercase whole-word token to build a text from".into())
+        })?;
+    let text = vec![word; tokens.saturating_sub(2)].join(" ");
+    tok.encode_into(&text, tokens.max(2), &mut enc)?;
+    if enc.input_ids.len() != tokens || enc.truncated {
+        return Err(Error::InvalidArgument(format!(
+            "could not build a {tokens}-token text (got {} tokens)",
+            enc.input_ids.len()
+        )));
+    }
+    Ok(text)
+}
+
+/// Numerically stable softmax of `logits` into `probs` (resized to match).
+pub fn softmax_into(logits: &[f32], probs: &mut Vec<f32>) {
+    probs.clear();
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f32;
+    for &l in logits {
+        let e = (l - max).exp();
+        sum += e;
+        probs.push(e);
+    }
+    if sum > 0.0 && sum.is_finite() {
+        probs.iter_mut().for_each(|p| *p /= sum);
+    }
+}
+
+/// Finds the word-embedding `Gather` fed by `input_ids` and returns its weight's name and rows.
+fn word_embedding_rows(model: &InferenceModel) -> Option<(String, u64)> {
+    let ids_node = model.input_outlets().ok()?.iter().find(|o| model.node(o.node).name == "input_ids")?.node;
+    // Walk a few steps downstream (through Cast/Reshape/Unsqueeze) to the first Gather.
+    let mut frontier = vec![ids_node];
+    for _ in 0..4 {
+        let mut next = Vec::new();
+        for id in frontier {
+            for out in &model.node(id).outputs {
+                for succ in &out.successors {
+                    let node = model.node(succ.node);
+                    if node.op().name() == "Gather" && succ.slot == 1 {
+                        let w = *node.inputs.first()?;
+                        let fact = model.outlet_fact(w).ok()?;
+                        let rows = fact
+                            .value
+                            .concretize()
+                            .map(|t| t.shape().first().copied().unwrap_or(0) as u64)?;
+                        return Some((model.node(w.node).name.clone(), rows));
+                    }
+                    next.push(succ.node);
+                }
+            }
+        }
+        frontier = next;
+    }
+    None
+}
+
+/// What `edgebert inspect` shows about an ONNX graph.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OnnxSummary {
+    /// Operator name → node count.
+    pub op_histogram: std::collections::BTreeMap<String, usize>,
+    /// Graph inputs with their declared facts.
+    pub inputs: Vec<(String, String)>,
+    /// Graph outputs with their declared facts.
+    pub outputs: Vec<(String, String)>,
+    /// Number of nodes.
+    pub nodes: usize,
+    /// Number of scalar weights held in constants.
+    pub parameters: u64,
+    /// Word-embedding weight name and rows, when found.
+    pub embedding: Option<(String, u64)>,
+}
+
+/// Parses ONNX bytes with tract (no optimization) and summarizes the graph.
+pub fn inspect_onnx(bytes: &[u8]) -> Result<OnnxSummary> {
+    let model = guarded("parsing ONNX", || tract_onnx::onnx().model_for_read(&mut &bytes[..]))?;
+    let mut s = OnnxSummary { nodes: model.nodes().len(), ..Default::default() };
+    for node in model.nodes() {
+        let op = node.op().name().to_string();
+        if op == "Source" {
+            continue;
+        }
+        if op == "Const" {
+            if let Ok(f) = model.outlet_fact(OutletId::new(node.id, 0)) {
+                if let Some(t) = f.value.concretize() {
+                    s.parameters += t.len() as u64;
+                }
+            }
+        }
+        *s.op_histogram.entry(op).or_default() += 1;
+    }
+    let fact = |o: OutletId| model.outlet_fact(o).map(|f| format!("{f:?}")).unwrap_or_default();
+    for o in model.input_outlets().map_err(|e| Error::model("inputs", e))? {
+        s.inputs.push((model.node(o.node).name.clone(), fact(*o)));
+    }
+    for o in model.output_outlets().map_err(|e| Error::model("outputs", e))? {
+        let name = model.outlet_label(*o).unwrap_or(&model.node(o.node).name).to_string();
+        s.outputs.push((name, fact(*o)));
+    }
+    s.embedding = word_embedding_rows(&model);
+    Ok(s)
+}
