@@ -16,9 +16,15 @@ const TOL: f32 = 1e-4;
 
 fn families() -> Vec<(&'static str, ModelConfig)> {
     vec![
-        ("distilbert-gelu", tiny_config(Architecture::DistilBert, "gelu")),
+        (
+            "distilbert-gelu",
+            tiny_config(Architecture::DistilBert, "gelu"),
+        ),
         ("bert-gelu", tiny_config(Architecture::Bert, "gelu")),
-        ("distilbert-relu", tiny_config(Architecture::DistilBert, "relu")),
+        (
+            "distilbert-relu",
+            tiny_config(Architecture::DistilBert, "relu"),
+        ),
         ("bert-gelu_new", tiny_config(Architecture::Bert, "gelu_new")),
     ]
 }
@@ -33,8 +39,14 @@ fn graph_declares_dynamic_int64_inputs_labels_and_no_value_info() {
     assert_eq!(m.opset_import[0].domain, "");
     assert_eq!(m.opset_import[0].version, 17);
     let g = m.graph.unwrap();
-    assert!(g.value_info.is_empty(), "intermediate value_info must not be emitted");
-    assert!(g.node.iter().all(|n| n.domain.is_empty()), "standard domain only");
+    assert!(
+        g.value_info.is_empty(),
+        "intermediate value_info must not be emitted"
+    );
+    assert!(
+        g.node.iter().all(|n| n.domain.is_empty()),
+        "standard domain only"
+    );
     let names: Vec<&str> = g.input.iter().map(|i| i.name.as_str()).collect();
     assert_eq!(names, ["input_ids", "attention_mask"]);
     assert_eq!(g.output.len(), 1);
@@ -45,7 +57,10 @@ fn graph_declares_dynamic_int64_inputs_labels_and_no_value_info() {
         else {
             panic!("input {} has no tensor type", input.name);
         };
-        assert_eq!(t.elem_type, tract_onnx::pb::tensor_proto::DataType::Int64 as i32);
+        assert_eq!(
+            t.elem_type,
+            tract_onnx::pb::tensor_proto::DataType::Int64 as i32
+        );
         let dims = t.shape.unwrap().dim;
         assert_eq!(dims.len(), 2);
         for d in dims {
@@ -55,7 +70,11 @@ fn graph_declares_dynamic_int64_inputs_labels_and_no_value_info() {
             ));
         }
     }
-    let meta: HashMap<_, _> = m.metadata_props.iter().map(|p| (p.key.as_str(), p.value.as_str())).collect();
+    let meta: HashMap<_, _> = m
+        .metadata_props
+        .iter()
+        .map(|p| (p.key.as_str(), p.value.as_str()))
+        .collect();
     assert_eq!(meta["labels"], r#"["neg","neu","pos"]"#);
     assert_eq!(meta["edgebert.architecture"], "distilbert");
     assert_eq!(meta["edgebert.quantization"], "none");
@@ -69,12 +88,24 @@ fn graph_declares_dynamic_int64_inputs_labels_and_no_value_info() {
 fn labels_option_overrides_config_and_must_match_head() {
     let cfg = tiny_config(Architecture::Bert, "gelu");
     let w = random_weights(&cfg, 3, 2);
-    let opts = ExportOptions { labels: vec!["a".into(), "b".into(), "c".into()], ..Default::default() };
+    let opts = ExportOptions {
+        labels: vec!["a".into(), "b".into(), "c".into()],
+        ..Default::default()
+    };
     let m = ModelProto::decode(&export_classifier(&cfg, &w, &opts).unwrap()[..]).unwrap();
-    assert!(m.metadata_props.iter().any(|p| p.key == "labels" && p.value == r#"["a","b","c"]"#));
-    let opts = ExportOptions { labels: vec!["a".into(), "b".into()], ..Default::default() };
+    assert!(m
+        .metadata_props
+        .iter()
+        .any(|p| p.key == "labels" && p.value == r#"["a","b","c"]"#));
+    let opts = ExportOptions {
+        labels: vec!["a".into(), "b".into()],
+        ..Default::default()
+    };
     let err = export_classifier(&cfg, &w, &opts).unwrap_err().to_string();
-    assert!(err.contains("classifier.weight") && err.contains('2'), "{err}");
+    assert!(
+        err.contains("classifier.weight") && err.contains('2'),
+        "{err}"
+    );
 }
 
 #[test]
@@ -82,8 +113,13 @@ fn missing_and_misshaped_tensors_are_named() {
     let cfg = tiny_config(Architecture::DistilBert, "gelu");
     let mut w = random_weights(&cfg, 3, 3);
     w.remove("distilbert.transformer.layer.1.ffn.lin2.weight");
-    let err = export_classifier(&cfg, &w, &ExportOptions::default()).unwrap_err().to_string();
-    assert!(err.contains("distilbert.transformer.layer.1.ffn.lin2.weight"), "{err}");
+    let err = export_classifier(&cfg, &w, &ExportOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("distilbert.transformer.layer.1.ffn.lin2.weight"),
+        "{err}"
+    );
     assert!(err.contains("[32, 64]"), "{err}");
 
     let mut w = random_weights(&cfg, 3, 3);
@@ -91,12 +127,23 @@ fn missing_and_misshaped_tensors_are_named() {
         "distilbert.transformer.layer.0.attention.k_lin.bias".into(),
         Tensor::zeros(31, candle_core::DType::F32, &candle_core::Device::Cpu).unwrap(),
     );
-    let err = export_classifier(&cfg, &w, &ExportOptions::default()).unwrap_err().to_string();
-    assert!(err.contains("attention.k_lin.bias") && err.contains("[31]"), "{err}");
+    let err = export_classifier(&cfg, &w, &ExportOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("attention.k_lin.bias") && err.contains("[31]"),
+        "{err}"
+    );
 
     let w = random_weights(&cfg, 3, 3);
-    let opts = ExportOptions { opset: 13, ..Default::default() };
-    assert!(export_classifier(&cfg, &w, &opts).unwrap_err().to_string().contains("opset 13"));
+    let opts = ExportOptions {
+        opset: 13,
+        ..Default::default()
+    };
+    assert!(export_classifier(&cfg, &w, &opts)
+        .unwrap_err()
+        .to_string()
+        .contains("opset 13"));
 }
 
 #[test]
@@ -120,9 +167,14 @@ fn write_onnx_replaces_the_file_atomically() {
     write_onnx(&path, b"first").unwrap();
     write_onnx(&path, b"second").unwrap();
     assert_eq!(std::fs::read(&path).unwrap(), b"second");
-    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .collect();
     assert_eq!(leftovers.len(), 1, "no temp file remains");
-    let err = write_onnx(&dir.join("missing-dir/model.onnx"), b"x").unwrap_err().to_string();
+    let err = write_onnx(&dir.join("missing-dir/model.onnx"), b"x")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("missing-dir"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -137,8 +189,16 @@ fn fp32_tract_matches_candle_reference_batch_1_and_3_with_padding() {
             let want = reference_logits(&cfg, &w, &case).unwrap();
             let got = tract_logits(&bytes, &case).unwrap();
             let d = max_abs_diff(&got, &want);
-            assert!(d <= TOL, "{tag} batch {} seq {}: tract max |Δ| {d}", case.input_ids.len(), case.input_ids[0].len());
-            assert!(max_abs(&want) > 0.1, "{tag}: logits too small to test anything");
+            assert!(
+                d <= TOL,
+                "{tag} batch {} seq {}: tract max |Δ| {d}",
+                case.input_ids.len(),
+                case.input_ids[0].len()
+            );
+            assert!(
+                max_abs(&want) > 0.1,
+                "{tag}: logits too small to test anything"
+            );
             worst = worst.max(d);
         }
         eprintln!("{tag}: fp32 tract vs candle reference max |Δ| = {worst:.2e}");
@@ -172,7 +232,10 @@ fn fp32_onnx_checker_accepts_and_onnxruntime_matches_reference() {
         let peer = onnx_peer(&bytes, &cases, tag);
         assert_eq!(peer.json["checker"], "ok");
         assert_eq!(peer.json["value_info"], 0);
-        assert_eq!(peer.json["inputs"][0][1], serde_json::json!(["batch", "sequence"]));
+        assert_eq!(
+            peer.json["inputs"][0][1],
+            serde_json::json!(["batch", "sequence"])
+        );
         for op in peer.json["ops"].as_array().unwrap() {
             assert_eq!(op[0], "", "{tag}: non-standard domain in {op}");
         }
@@ -180,7 +243,12 @@ fn fp32_onnx_checker_accepts_and_onnxruntime_matches_reference() {
         for (case, ort) in cases.iter().zip(&peer.logits) {
             let want = reference_logits(&cfg, &w, case).unwrap();
             let d = max_abs_diff(ort, &want);
-            assert!(d <= TOL, "{tag} batch {} seq {}: onnxruntime max |Δ| {d}", case.input_ids.len(), case.input_ids[0].len());
+            assert!(
+                d <= TOL,
+                "{tag} batch {} seq {}: onnxruntime max |Δ| {d}",
+                case.input_ids.len(),
+                case.input_ids[0].len()
+            );
             worst = worst.max(d);
         }
         eprintln!("{tag}: fp32 onnxruntime vs candle reference max |Δ| = {worst:.2e}");
@@ -189,10 +257,18 @@ fn fp32_onnx_checker_accepts_and_onnxruntime_matches_reference() {
 
 /// The committed PyTorch fixtures (models/tests/fixtures/tiny-*): reference.json batches with
 /// transformers' logits.
-fn fixture(name: &str) -> (ModelConfig, HashMap<String, Tensor>, Vec<(Case, Vec<Vec<f32>>)>) {
+type Fixture = (
+    ModelConfig,
+    HashMap<String, Tensor>,
+    Vec<(Case, Vec<Vec<f32>>)>,
+);
+
+fn fixture(name: &str) -> Fixture {
     let dir = repo_root().join("models/tests/fixtures").join(name);
     let cfg = ModelConfig::from_file(&dir.join("config.json")).unwrap();
-    let w = candle_core::safetensors::load(dir.join("model.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let w =
+        candle_core::safetensors::load(dir.join("model.safetensors"), &candle_core::Device::Cpu)
+            .unwrap();
     let text = std::fs::read_to_string(dir.join("reference.json")).unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     let batches = json["batches"]
@@ -201,9 +277,23 @@ fn fixture(name: &str) -> (ModelConfig, HashMap<String, Tensor>, Vec<(Case, Vec<
         .iter()
         .map(|b| {
             let rows = |k: &str| -> Vec<Vec<f64>> { serde_json::from_value(b[k].clone()).unwrap() };
-            let ints = |k: &str| rows(k).into_iter().map(|r| r.into_iter().map(|v| v as i64).collect()).collect();
-            let logits = rows("logits").into_iter().map(|r| r.into_iter().map(|v| v as f32).collect()).collect();
-            (Case { input_ids: ints("input_ids"), attention_mask: ints("attention_mask") }, logits)
+            let ints = |k: &str| {
+                rows(k)
+                    .into_iter()
+                    .map(|r| r.into_iter().map(|v| v as i64).collect())
+                    .collect()
+            };
+            let logits = rows("logits")
+                .into_iter()
+                .map(|r| r.into_iter().map(|v| v as f32).collect())
+                .collect();
+            (
+                Case {
+                    input_ids: ints("input_ids"),
+                    attention_mask: ints("attention_mask"),
+                },
+                logits,
+            )
         })
         .collect();
     (cfg, w, batches)
@@ -220,7 +310,11 @@ fn candle_classifier_logits(name: &str, case: &Case) -> Vec<Vec<f32>> {
     let dev = candle_core::Device::Cpu;
     let ids = Tensor::from_vec(case.input_ids.concat(), (b, s), &dev).unwrap();
     let mask = Tensor::from_vec(case.attention_mask.concat(), (b, s), &dev).unwrap();
-    model.forward(&ids, &mask, None).unwrap().to_vec2::<f32>().unwrap()
+    model
+        .forward(&ids, &mask, None)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap()
 }
 
 #[test]
@@ -232,7 +326,12 @@ fn fp32_pytorch_fixtures_match_in_tract_and_candle() {
         for (case, torch) in &batches {
             let got = tract_logits(&bytes, case).unwrap();
             let d = max_abs_diff(&got, torch);
-            assert!(d <= TOL, "{name} batch {}x{}: tract vs PyTorch {d}", case.input_ids.len(), case.input_ids[0].len());
+            assert!(
+                d <= TOL,
+                "{name} batch {}x{}: tract vs PyTorch {d}",
+                case.input_ids.len(),
+                case.input_ids[0].len()
+            );
             let c = candle_classifier_logits(name, case);
             let dc = max_abs_diff(&got, &c);
             assert!(dc <= TOL, "{name}: tract vs candle SequenceClassifier {dc}");
@@ -254,12 +353,18 @@ fn fp32_pytorch_fixtures_match_in_onnxruntime() {
         let cases: Vec<Case> = batches.iter().map(|(c, _)| c.clone()).collect();
         let peer = onnx_peer(&bytes, &cases, name);
         assert_eq!(peer.json["checker"], "ok");
-        let labels: Vec<String> = serde_json::from_str(peer.json["metadata"]["labels"].as_str().unwrap()).unwrap();
+        let labels: Vec<String> =
+            serde_json::from_str(peer.json["metadata"]["labels"].as_str().unwrap()).unwrap();
         assert_eq!(labels, cfg.id2label);
         let mut worst = 0f32;
         for ((case, torch), ort) in batches.iter().zip(&peer.logits) {
             let d = max_abs_diff(ort, torch);
-            assert!(d <= TOL, "{name} batch {}x{}: onnxruntime vs PyTorch {d}", case.input_ids.len(), case.input_ids[0].len());
+            assert!(
+                d <= TOL,
+                "{name} batch {}x{}: onnxruntime vs PyTorch {d}",
+                case.input_ids.len(),
+                case.input_ids[0].len()
+            );
             worst = worst.max(d);
         }
         eprintln!("{name}: fp32 onnxruntime vs PyTorch max |Δ| = {worst:.2e}");

@@ -15,7 +15,11 @@ use rand::{Rng, SeedableRng};
 use tract_onnx::pb::{tensor_proto::DataType, ModelProto};
 
 fn int8(scales: WeightScales) -> ExportOptions {
-    ExportOptions { quantize: Quantization::Int8, weight_scales: scales, ..Default::default() }
+    ExportOptions {
+        quantize: Quantization::Int8,
+        weight_scales: scales,
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -30,7 +34,10 @@ fn int8_graph_uses_matmulinteger_for_every_linear_and_int8_tables() {
         assert_eq!(count("MatMulInteger"), 6 * cfg.num_layers + 2);
         // q/k/v share one activation quantization: 4 per layer + 2 in the head
         assert_eq!(count("DynamicQuantizeLinear"), 4 * cfg.num_layers + 2);
-        assert_eq!(count("QuantizeLinear") + count("DequantizeLinear") + count("QLinearMatMul"), 0);
+        assert_eq!(
+            count("QuantizeLinear") + count("DequantizeLinear") + count("QLinearMatMul"),
+            0
+        );
         assert!(g.node.iter().all(|n| n.domain.is_empty()));
         assert!(g.value_info.is_empty());
         // only attention score/context matmuls stay fp32
@@ -49,16 +56,31 @@ fn int8_graph_uses_matmulinteger_for_every_linear_and_int8_tables() {
             .sum();
         let weights: usize = w.values().map(|t| t.elem_count()).sum();
         // every matrix and both big tables are int8; fp32 leftovers are vectors (bias, LN, scales)
-        assert!(int8_elems as f64 > 0.9 * weights as f64, "{int8_elems} of {weights}");
-        assert!(f32_bytes < int8_elems, "{f32_bytes} fp32 bytes vs {int8_elems} int8");
+        assert!(
+            int8_elems as f64 > 0.9 * weights as f64,
+            "{int8_elems} of {weights}"
+        );
+        assert!(
+            f32_bytes < int8_elems,
+            "{f32_bytes} fp32 bytes vs {int8_elems} int8"
+        );
         let fp32 = export_classifier(&cfg, &w, &ExportOptions::default()).unwrap();
-        assert!(bytes.len() * 3 < fp32.len(), "{} vs {}", bytes.len(), fp32.len());
+        assert!(
+            bytes.len() * 3 < fp32.len(),
+            "{} vs {}",
+            bytes.len(),
+            fp32.len()
+        );
     }
 }
 
 /// Runs int8 and fp32 exports of `w` in tract over the standard cases; returns
 /// (max |int8 - fp32|, max |fp32|).
-fn int8_vs_fp32_tract(cfg: &ModelConfig, w: &HashMap<String, Tensor>, scales: WeightScales) -> (f32, f32) {
+fn int8_vs_fp32_tract(
+    cfg: &ModelConfig,
+    w: &HashMap<String, Tensor>,
+    scales: WeightScales,
+) -> (f32, f32) {
     let q = export_classifier(cfg, w, &int8(scales)).unwrap();
     let f = export_classifier(cfg, w, &ExportOptions::default()).unwrap();
     let (mut err, mut mag) = (0f32, 0f32);
@@ -78,9 +100,17 @@ fn int8_tiny_logits_close_to_fp32_in_tract() {
         let w = random_weights(&cfg, 3, 41);
         for scales in [WeightScales::PerChannel, WeightScales::PerTensor] {
             let (err, mag) = int8_vs_fp32_tract(&cfg, &w, scales);
-            eprintln!("{arch:?} {scales:?}: int8 vs fp32 max |Δlogit| = {err:.4} (max |logit| {mag:.3})");
-            assert!(err > 0.0, "int8 identical to fp32: quantization not applied?");
-            assert!(err < 0.05 * mag.max(1.0), "{arch:?} {scales:?}: {err} vs |logit| {mag}");
+            eprintln!(
+                "{arch:?} {scales:?}: int8 vs fp32 max |Δlogit| = {err:.4} (max |logit| {mag:.3})"
+            );
+            assert!(
+                err > 0.0,
+                "int8 identical to fp32: quantization not applied?"
+            );
+            assert!(
+                err < 0.05 * mag.max(1.0),
+                "{arch:?} {scales:?}: {err} vs |logit| {mag}"
+            );
         }
     }
 }
@@ -105,8 +135,14 @@ fn int8_onnxruntime_and_tract_agree_and_checker_accepts() {
             vs_ref = vs_ref.max(max_abs_diff(ort, &r));
         }
         eprintln!("{arch:?} int8: onnxruntime vs tract max |Δ| = {vs_tract:.2e}, onnxruntime int8 vs fp32 reference {vs_ref:.4}");
-        assert!(vs_tract <= 1e-3, "{arch:?}: onnxruntime and tract disagree by {vs_tract}");
-        assert!(vs_ref > 0.0 && vs_ref < 0.1, "{arch:?}: int8 vs fp32 reference {vs_ref}");
+        assert!(
+            vs_tract <= 1e-3,
+            "{arch:?}: onnxruntime and tract disagree by {vs_tract}"
+        );
+        assert!(
+            vs_ref > 0.0 && vs_ref < 0.1,
+            "{arch:?}: int8 vs fp32 reference {vs_ref}"
+        );
     }
 }
 
@@ -115,10 +151,13 @@ fn minilm() -> Option<(ModelConfig, HashMap<String, Tensor>)> {
     let shared = shared_dir("minilm")?;
     let dir = shared.join("models/all-MiniLM-L6-v2");
     let mut cfg = ModelConfig::from_file(&dir.join("config.json")).unwrap();
-    let labels: Vec<String> =
-        ["sadness", "joy", "love", "anger", "fear", "surprise"].iter().map(|s| s.to_string()).collect();
+    let labels: Vec<String> = ["sadness", "joy", "love", "anger", "fear", "surprise"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     cfg.set_labels(&labels);
-    let mut w = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut w =
+        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
     let h = cfg.hidden_size;
     // a random classifier sized for MiniLM; the pooler is the checkpoint's own when present
     let mut rng = StdRng::seed_from_u64(7);
@@ -185,16 +224,59 @@ fn minilm_int8_size_ratio_and_error() {
     eprintln!(
         "MiniLM tract: fp32 vs candle reference {fp32_vs_ref:.2e}; int8 vs fp32 max |Δlogit|: per-channel {err_pc:.4}, per-tensor {err_pt:.4} (max |logit| {mag:.3})"
     );
-    assert!(fp32_vs_ref <= 1e-4 * mag.max(1.0) * 10.0, "fp32 MiniLM off by {fp32_vs_ref}");
-    assert!(err_pc < 0.1 * mag, "per-channel int8 error {err_pc} vs |logit| {mag}");
+    assert!(
+        fp32_vs_ref <= 1e-4 * mag.max(1.0) * 10.0,
+        "fp32 MiniLM off by {fp32_vs_ref}"
+    );
+    assert!(
+        err_pc < 0.1 * mag,
+        "per-channel int8 error {err_pc} vs |logit| {mag}"
+    );
 
     if python_ready("minilm_int8_size_ratio_and_error (onnxruntime part)") {
         let peer = onnx_peer(&per_channel, &cases, "minilm-int8");
         let mut vs_tract = 0f32;
         for (case, ort) in cases.iter().zip(&peer.logits) {
-            vs_tract = vs_tract.max(max_abs_diff(ort, &tract_logits(&per_channel, case).unwrap()));
+            vs_tract = vs_tract.max(max_abs_diff(
+                ort,
+                &tract_logits(&per_channel, case).unwrap(),
+            ));
         }
         eprintln!("MiniLM int8 per-channel: onnxruntime vs tract max |Δ| = {vs_tract:.2e}");
-        assert!(vs_tract <= 1e-2 * mag.max(1.0), "onnxruntime vs tract {vs_tract}");
+        assert!(
+            vs_tract <= 1e-2 * mag.max(1.0),
+            "onnxruntime vs tract {vs_tract}"
+        );
+    }
+}
+
+#[test]
+fn int8_pytorch_fixtures_close_to_reference_in_tract() {
+    for name in ["tiny-distilbert", "tiny-bert"] {
+        let dir = repo_root().join("models/tests/fixtures").join(name);
+        let cfg = ModelConfig::from_file(&dir.join("config.json")).unwrap();
+        let w =
+            candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
+                .unwrap();
+        for scales in [WeightScales::PerChannel, WeightScales::PerTensor] {
+            let bytes = export_classifier(&cfg, &w, &int8(scales)).unwrap();
+            let (mut err, mut mag) = (0f32, 0f32);
+            for b in json["batches"].as_array().unwrap() {
+                let case = Case {
+                    input_ids: serde_json::from_value(b["input_ids"].clone()).unwrap(),
+                    attention_mask: serde_json::from_value(b["attention_mask"].clone()).unwrap(),
+                };
+                let torch: Vec<Vec<f32>> = serde_json::from_value(b["logits"].clone()).unwrap();
+                err = err.max(max_abs_diff(&tract_logits(&bytes, &case).unwrap(), &torch));
+                mag = mag.max(max_abs(&torch));
+            }
+            eprintln!("{name} {scales:?}: int8 (tract) vs PyTorch fp32 max |Δlogit| = {err:.4} (max |logit| {mag:.3})");
+            assert!(
+                err > 0.0 && err < 0.05 * mag.max(1.0),
+                "{name} {scales:?}: {err}"
+            );
+        }
     }
 }

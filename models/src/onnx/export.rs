@@ -7,7 +7,9 @@ use std::path::Path;
 
 use candle_core::{DType, Tensor};
 use prost::Message;
-use tract_onnx::pb::{tensor_proto::DataType, ModelProto, OperatorSetIdProto, StringStringEntryProto};
+use tract_onnx::pb::{
+    tensor_proto::DataType, ModelProto, OperatorSetIdProto, StringStringEntryProto,
+};
 
 use super::graph::{attr_f, attr_i, attr_ints, value_info, Dim, GraphBuilder};
 use super::quant::{quantize_columns, quantize_rows};
@@ -114,7 +116,9 @@ impl Weights<'_> {
 }
 
 fn missing(name: &str, shape: &[usize]) -> Error {
-    Error::Onnx(format!("missing tensor \"{name}\" (expected shape {shape:?})"))
+    Error::Onnx(format!(
+        "missing tensor \"{name}\" (expected shape {shape:?})"
+    ))
 }
 
 /// Transposes a row-major `[rows, cols]` matrix.
@@ -166,12 +170,15 @@ impl Emitter<'_> {
         let y = match self.quant {
             Quantization::None => {
                 let w = self.g.f32(&format!("{name}.weight_t"), &[inp, out], &wt);
-                self.g.op("MatMul", &format!("{name}/MatMul"), &[x, &w], vec![])
+                self.g
+                    .op("MatMul", &format!("{name}/MatMul"), &[x, &w], vec![])
             }
             Quantization::Int8 => {
                 let [xq, xs, xzp] = self.quantize_activation(x);
                 let (codes, scales) = quantize_columns(&wt, inp, out, self.per_channel);
-                let wq = self.g.i8(&format!("{name}.weight_t_i8"), &[inp, out], &codes);
+                let wq = self
+                    .g
+                    .i8(&format!("{name}.weight_t_i8"), &[inp, out], &codes);
                 let ws = if self.per_channel {
                     self.g.f32(&format!("{name}.weight_scale"), &[out], &scales)
                 } else {
@@ -190,8 +197,11 @@ impl Emitter<'_> {
                     &[&acc],
                     vec![attr_i("to", DataType::Float as i64)],
                 );
-                let s = self.g.op("Mul", &format!("{name}/scale"), &[&xs, &ws], vec![]);
-                self.g.op("Mul", &format!("{name}/rescale"), &[&accf, &s], vec![])
+                let s = self
+                    .g
+                    .op("Mul", &format!("{name}/scale"), &[&xs, &ws], vec![]);
+                self.g
+                    .op("Mul", &format!("{name}/rescale"), &[&accf, &s], vec![])
             }
         };
         let b = self.g.f32(&format!("{name}.bias"), &[out], &bias);
@@ -231,19 +241,34 @@ impl Emitter<'_> {
     fn table(&mut self, name: &str, rows: usize, hidden: usize) -> Result<Table> {
         let data = self.w.encoder(&format!("{name}.weight"), &[rows, hidden])?;
         Ok(match self.quant {
-            Quantization::None => Table::F32(self.g.f32(&format!("{name}.weight"), &[rows, hidden], &data)),
+            Quantization::None => Table::F32(self.g.f32(
+                &format!("{name}.weight"),
+                &[rows, hidden],
+                &data,
+            )),
             Quantization::Int8 => {
                 let (codes, scales) = quantize_rows(&data, rows, hidden);
                 Table::I8 {
-                    codes: self.g.i8(&format!("{name}.weight_i8"), &[rows, hidden], &codes),
-                    scales: self.g.f32(&format!("{name}.row_scale"), &[rows, 1], &scales),
+                    codes: self
+                        .g
+                        .i8(&format!("{name}.weight_i8"), &[rows, hidden], &codes),
+                    scales: self
+                        .g
+                        .f32(&format!("{name}.row_scale"), &[rows, 1], &scales),
                 }
             }
         })
     }
 
     /// Applies `select` (Gather or Slice, given its non-data inputs) to a table and dequantizes.
-    fn lookup(&mut self, table: &Table, name: &str, op: &str, args: &[&str], attrs: Vec<tract_onnx::pb::AttributeProto>) -> String {
+    fn lookup(
+        &mut self,
+        table: &Table,
+        name: &str,
+        op: &str,
+        args: &[&str],
+        attrs: Vec<tract_onnx::pb::AttributeProto>,
+    ) -> String {
         match table {
             Table::F32(t) => {
                 let mut inputs = vec![t.as_str()];
@@ -253,7 +278,9 @@ impl Emitter<'_> {
             Table::I8 { codes, scales } => {
                 let mut inputs = vec![codes.as_str()];
                 inputs.extend_from_slice(args);
-                let c = self.g.op(op, &format!("{name}/{op}"), &inputs, attrs.clone());
+                let c = self
+                    .g
+                    .op(op, &format!("{name}/{op}"), &inputs, attrs.clone());
                 let mut inputs = vec![scales.as_str()];
                 inputs.extend_from_slice(args);
                 let s = self.g.op(op, &format!("{name}/{op}_scale"), &inputs, attrs);
@@ -263,7 +290,8 @@ impl Emitter<'_> {
                     &[&c],
                     vec![attr_i("to", DataType::Float as i64)],
                 );
-                self.g.op("Mul", &format!("{name}/dequantize"), &[&cf, &s], vec![])
+                self.g
+                    .op("Mul", &format!("{name}/dequantize"), &[&cf, &s], vec![])
             }
         }
     }
@@ -327,7 +355,7 @@ pub fn export_classifier(
     }
     let h = config.hidden_size;
     let heads = config.num_heads;
-    if heads == 0 || h % heads != 0 {
+    if heads == 0 || !h.is_multiple_of(heads) {
         return Err(Error::Onnx(format!(
             "hidden size {h} is not a multiple of the number of heads {heads}"
         )));
@@ -358,7 +386,10 @@ pub fn export_classifier(
 
     let mut e = Emitter {
         g: GraphBuilder::default(),
-        w: Weights { map: weights, prefix },
+        w: Weights {
+            map: weights,
+            prefix,
+        },
         quant: opts.quantize,
         per_channel: opts.weight_scales == WeightScales::PerChannel,
         quantized: HashMap::new(),
@@ -366,8 +397,18 @@ pub fn export_classifier(
 
     // ---- embeddings ----
     let word = e.table("embeddings.word_embeddings", config.vocab_size, h)?;
-    let pos = e.table("embeddings.position_embeddings", config.max_position_embeddings, h)?;
-    let x = e.lookup(&word, "embeddings.word_embeddings", "Gather", &["input_ids"], vec![attr_i("axis", 0)]);
+    let pos = e.table(
+        "embeddings.position_embeddings",
+        config.max_position_embeddings,
+        h,
+    )?;
+    let x = e.lookup(
+        &word,
+        "embeddings.word_embeddings",
+        "Gather",
+        &["input_ids"],
+        vec![attr_i("axis", 0)],
+    );
     let seq = e.g.op(
         "Shape",
         "sequence_length",
@@ -375,13 +416,21 @@ pub fn export_classifier(
         vec![attr_i("start", 1), attr_i("end", 2)],
     );
     let zero = e.g.i64("zero_1d", &[1], &[0]);
-    let p = e.lookup(&pos, "embeddings.position_embeddings", "Slice", &[&zero, &seq, &zero], vec![]);
+    let p = e.lookup(
+        &pos,
+        "embeddings.position_embeddings",
+        "Slice",
+        &[&zero, &seq, &zero],
+        vec![],
+    );
     let mut x = e.g.op("Add", "embeddings/add_positions", &[&x, &p], vec![]);
     if config.architecture == Architecture::Bert {
         let rows = config.type_vocab_size;
-        let tt = e.w.encoder("embeddings.token_type_embeddings.weight", &[rows, h])?;
+        let tt =
+            e.w.encoder("embeddings.token_type_embeddings.weight", &[rows, h])?;
         let row0 = e.g.f32("embeddings.token_type_row0", &[h], &tt[..h]);
-        x = e.g.op("Add", "embeddings/add_token_type", &[&x, &row0], vec![]);
+        x =
+            e.g.op("Add", "embeddings/add_token_type", &[&x, &row0], vec![]);
     }
     let mut x = e.layer_norm(&x, "embeddings.LayerNorm", h, eps)?;
 
@@ -397,14 +446,16 @@ pub fn export_classifier(
     let min = e.g.f32("mask_fill", &[], &[f32::MIN]);
     let add = e.g.op("Mul", "mask/fill", &[&inv, &min], vec![]);
     let axes = e.g.i64("mask_axes", &[2], &[1, 2]);
-    let mask = e.g.op("Unsqueeze", "mask/Unsqueeze", &[&add, &axes], vec![]);
+    let mask =
+        e.g.op("Unsqueeze", "mask/Unsqueeze", &[&add, &axes], vec![]);
 
     // ---- encoder ----
     let names = match config.architecture {
         Architecture::DistilBert => &DISTILBERT_LAYER,
         Architecture::Bert => &BERT_LAYER,
     };
-    let split = e.g.i64("heads_shape", &[4], &[0, 0, heads as i64, dh as i64]);
+    let split =
+        e.g.i64("heads_shape", &[4], &[0, 0, heads as i64, dh as i64]);
     let merge = e.g.i64("hidden_shape", &[3], &[0, 0, h as i64]);
     let q_scale = 1.0 / (dh as f32).sqrt();
     for i in 0..config.num_layers {
@@ -414,7 +465,12 @@ pub fn export_classifier(
         let k = e.linear(&x, &n(names.k), false, (h, h), 1.0)?;
         let v = e.linear(&x, &n(names.v), false, (h, h), 1.0)?;
         let mut heads4 = |t: &str, what: &str, perm: &[i64]| {
-            let r = e.g.op("Reshape", &format!("{l}.attention/{what}_split"), &[t, &split], vec![]);
+            let r = e.g.op(
+                "Reshape",
+                &format!("{l}.attention/{what}_split"),
+                &[t, &split],
+                vec![],
+            );
             e.g.op(
                 "Transpose",
                 &format!("{l}.attention/{what}_transpose"),
@@ -425,35 +481,62 @@ pub fn export_classifier(
         let q = heads4(&q, "q", &[0, 2, 1, 3]); // [b, heads, s, dh]
         let k = heads4(&k, "k", &[0, 2, 3, 1]); // [b, heads, dh, s]
         let v = heads4(&v, "v", &[0, 2, 1, 3]); // [b, heads, s, dh]
-        let scores = e.g.op("MatMul", &format!("{l}.attention/scores"), &[&q, &k], vec![]);
-        let scores = e.g.op("Add", &format!("{l}.attention/mask"), &[&scores, &mask], vec![]);
+        let scores = e.g.op(
+            "MatMul",
+            &format!("{l}.attention/scores"),
+            &[&q, &k],
+            vec![],
+        );
+        let scores = e.g.op(
+            "Add",
+            &format!("{l}.attention/mask"),
+            &[&scores, &mask],
+            vec![],
+        );
         let probs = e.g.op(
             "Softmax",
             &format!("{l}.attention/Softmax"),
             &[&scores],
             vec![attr_i("axis", -1)],
         );
-        let ctx = e.g.op("MatMul", &format!("{l}.attention/context"), &[&probs, &v], vec![]);
+        let ctx = e.g.op(
+            "MatMul",
+            &format!("{l}.attention/context"),
+            &[&probs, &v],
+            vec![],
+        );
         let ctx = e.g.op(
             "Transpose",
             &format!("{l}.attention/context_transpose"),
             &[&ctx],
             vec![attr_ints("perm", &[0, 2, 1, 3])],
         );
-        let ctx = e.g.op("Reshape", &format!("{l}.attention/context_merge"), &[&ctx, &merge], vec![]);
+        let ctx = e.g.op(
+            "Reshape",
+            &format!("{l}.attention/context_merge"),
+            &[&ctx, &merge],
+            vec![],
+        );
         let attn = e.linear(&ctx, &n(names.o), false, (h, h), 1.0)?;
-        let res = e.g.op("Add", &format!("{l}/attention_residual"), &[&attn, &x], vec![]);
+        let res = e.g.op(
+            "Add",
+            &format!("{l}/attention_residual"),
+            &[&attn, &x],
+            vec![],
+        );
         let x1 = e.layer_norm(&res, &n(names.ln1), h, eps)?;
         let f = e.linear(&x1, &n(names.ff1), false, (h, ffn), 1.0)?;
         let f = activation(&mut e.g, &f, &format!("{l}/activation"), config.activation);
         let f = e.linear(&f, &n(names.ff2), false, (ffn, h), 1.0)?;
-        let res = e.g.op("Add", &format!("{l}/ffn_residual"), &[&f, &x1], vec![]);
+        let res =
+            e.g.op("Add", &format!("{l}/ffn_residual"), &[&f, &x1], vec![]);
         x = e.layer_norm(&res, &n(names.ln2), h, eps)?;
     }
 
     // ---- head on the first ([CLS]) token ----
     let first = e.g.i64("first_token", &[], &[0]);
-    let cls = e.g.op("Gather", "head/cls", &[&x, &first], vec![attr_i("axis", 1)]);
+    let cls =
+        e.g.op("Gather", "head/cls", &[&x, &first], vec![attr_i("axis", 1)]);
     let pooled = match config.architecture {
         Architecture::DistilBert => {
             let p = e.linear(&cls, "pre_classifier", true, (h, h), 1.0)?;
@@ -480,9 +563,12 @@ pub fn export_classifier(
             &[Dim::Sym("batch"), Dim::Fixed(n_labels as i64)],
         )],
     );
-    let labels_json = serde_json::to_string(&labels)
-        .map_err(|err| Error::Onnx(format!("labels: {err}")))?;
-    let meta = |k: &str, v: String| StringStringEntryProto { key: k.to_string(), value: v };
+    let labels_json =
+        serde_json::to_string(&labels).map_err(|err| Error::Onnx(format!("labels: {err}")))?;
+    let meta = |k: &str, v: String| StringStringEntryProto {
+        key: k.to_string(),
+        value: v,
+    };
     let quant = match (opts.quantize, opts.weight_scales) {
         (Quantization::None, _) => "none",
         (Quantization::Int8, WeightScales::PerChannel) => "int8-per-channel",
@@ -490,13 +576,19 @@ pub fn export_classifier(
     };
     let model = ModelProto {
         ir_version: IR_VERSION,
-        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: OPSET }],
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: OPSET,
+        }],
         producer_name: "edgebert".to_string(),
         producer_version: env!("CARGO_PKG_VERSION").to_string(),
         graph: Some(graph),
         metadata_props: vec![
             meta("labels", labels_json),
-            meta("edgebert.architecture", config.architecture.prefix().to_string()),
+            meta(
+                "edgebert.architecture",
+                config.architecture.prefix().to_string(),
+            ),
             meta("edgebert.quantization", quant.to_string()),
         ],
         ..Default::default()
@@ -521,7 +613,11 @@ fn activation(g: &mut GraphBuilder, x: &str, name: &str, act: Activation) -> Str
         }
         Activation::GeluTanh => {
             // 0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))
-            let c = g.f32("gelu_tanh_c", &[], &[(2.0f32 / std::f32::consts::PI).sqrt()]);
+            let c = g.f32(
+                "gelu_tanh_c",
+                &[],
+                &[(2.0f32 / std::f32::consts::PI).sqrt()],
+            );
             let k = g.f32("gelu_tanh_k", &[], &[0.044715]);
             let one = g.f32("gelu_one", &[], &[1.0]);
             let half = g.f32("gelu_half", &[], &[0.5]);
@@ -540,7 +636,10 @@ fn activation(g: &mut GraphBuilder, x: &str, name: &str, act: Activation) -> Str
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, synced, renamed.
 pub fn write_onnx(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| Error::Io { path: path.to_path_buf(), source };
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let file_name = path
         .file_name()
         .ok_or_else(|| io(std::io::Error::other("path has no file name")))?;

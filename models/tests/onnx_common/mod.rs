@@ -81,8 +81,14 @@ pub fn tensor_shapes(cfg: &ModelConfig, n_labels: usize) -> Vec<(String, Vec<usi
     let (h, f) = (cfg.hidden_size, cfg.intermediate_size);
     let p = cfg.architecture.prefix();
     let mut v: Vec<(String, Vec<usize>)> = vec![
-        (format!("{p}.embeddings.word_embeddings.weight"), vec![cfg.vocab_size, h]),
-        (format!("{p}.embeddings.position_embeddings.weight"), vec![cfg.max_position_embeddings, h]),
+        (
+            format!("{p}.embeddings.word_embeddings.weight"),
+            vec![cfg.vocab_size, h],
+        ),
+        (
+            format!("{p}.embeddings.position_embeddings.weight"),
+            vec![cfg.max_position_embeddings, h],
+        ),
         (format!("{p}.embeddings.LayerNorm.weight"), vec![h]),
         (format!("{p}.embeddings.LayerNorm.bias"), vec![h]),
     ];
@@ -122,7 +128,10 @@ pub fn tensor_shapes(cfg: &ModelConfig, n_labels: usize) -> Vec<(String, Vec<usi
     match cfg.architecture {
         Architecture::DistilBert => lin(&mut v, "pre_classifier".into(), h, h),
         Architecture::Bert => {
-            v.push((format!("{p}.embeddings.token_type_embeddings.weight"), vec![cfg.type_vocab_size, h]));
+            v.push((
+                format!("{p}.embeddings.token_type_embeddings.weight"),
+                vec![cfg.type_vocab_size, h],
+            ));
             lin(&mut v, format!("{p}.pooler.dense"), h, h);
         }
     }
@@ -166,13 +175,22 @@ pub fn padded_case(vocab: usize, batch: usize, seq: usize, seed: u64) -> Case {
     for r in 0..batch {
         let real = seq.saturating_sub(2 * r).max(1);
         let ids: Vec<i64> = (0..seq)
-            .map(|j| if j < real { rng.random_range(1..vocab as i64) } else { 0 })
+            .map(|j| {
+                if j < real {
+                    rng.random_range(1..vocab as i64)
+                } else {
+                    0
+                }
+            })
             .collect();
         let mask: Vec<i64> = (0..seq).map(|j| (j < real) as i64).collect();
         input_ids.push(ids);
         attention_mask.push(mask);
     }
-    Case { input_ids, attention_mask }
+    Case {
+        input_ids,
+        attention_mask,
+    }
 }
 
 /// The standard set of cases: batch 1 and 3 (with padding) at several sequence lengths.
@@ -194,19 +212,32 @@ fn get(w: &HashMap<String, Tensor>, prefix: &str, name: &str) -> candle_core::Re
         .to_dtype(DType::F32)
 }
 
-fn linear(x: &Tensor, w: &HashMap<String, Tensor>, p: &str, n: &str) -> candle_core::Result<Tensor> {
+fn linear(
+    x: &Tensor,
+    w: &HashMap<String, Tensor>,
+    p: &str,
+    n: &str,
+) -> candle_core::Result<Tensor> {
     let weight = get(w, p, &format!("{n}.weight"))?;
     let bias = get(w, p, &format!("{n}.bias"))?;
     x.broadcast_matmul(&weight.t()?)?.broadcast_add(&bias)
 }
 
-fn layer_norm(x: &Tensor, w: &HashMap<String, Tensor>, p: &str, n: &str, eps: f64) -> candle_core::Result<Tensor> {
+fn layer_norm(
+    x: &Tensor,
+    w: &HashMap<String, Tensor>,
+    p: &str,
+    n: &str,
+    eps: f64,
+) -> candle_core::Result<Tensor> {
     let g = get(w, p, &format!("{n}.weight"))?;
     let b = get(w, p, &format!("{n}.bias"))?;
     let mean = x.mean_keepdim(D::Minus1)?;
     let xc = x.broadcast_sub(&mean)?;
     let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-    xc.broadcast_div(&(var + eps)?.sqrt()?)?.broadcast_mul(&g)?.broadcast_add(&b)
+    xc.broadcast_div(&(var + eps)?.sqrt()?)?
+        .broadcast_mul(&g)?
+        .broadcast_add(&b)
 }
 
 /// A plain candle forward of the classifier (the math transformers does), logits per row.
@@ -217,7 +248,11 @@ pub fn reference_logits(
 ) -> candle_core::Result<Vec<Vec<f32>>> {
     let dev = Device::Cpu;
     let p = cfg.architecture.prefix();
-    let (b, s, h) = (case.input_ids.len(), case.input_ids[0].len(), cfg.hidden_size);
+    let (b, s, h) = (
+        case.input_ids.len(),
+        case.input_ids[0].len(),
+        cfg.hidden_size,
+    );
     let (nh, dh) = (cfg.num_heads, cfg.hidden_size / cfg.num_heads);
     let ids: Vec<u32> = case.input_ids.iter().flatten().map(|&i| i as u32).collect();
     let ids = Tensor::from_vec(ids, b * s, &dev)?;
@@ -238,13 +273,24 @@ pub fn reference_logits(
     let mask = Tensor::from_vec(mask, (b, 1, 1, s), &dev)?;
     let names: [&str; 8] = match cfg.architecture {
         Architecture::DistilBert => [
-            "attention.q_lin", "attention.k_lin", "attention.v_lin", "attention.out_lin",
-            "sa_layer_norm", "ffn.lin1", "ffn.lin2", "output_layer_norm",
+            "attention.q_lin",
+            "attention.k_lin",
+            "attention.v_lin",
+            "attention.out_lin",
+            "sa_layer_norm",
+            "ffn.lin1",
+            "ffn.lin2",
+            "output_layer_norm",
         ],
         Architecture::Bert => [
-            "attention.self.query", "attention.self.key", "attention.self.value",
-            "attention.output.dense", "attention.output.LayerNorm", "intermediate.dense",
-            "output.dense", "output.LayerNorm",
+            "attention.self.query",
+            "attention.self.key",
+            "attention.self.value",
+            "attention.output.dense",
+            "attention.output.LayerNorm",
+            "intermediate.dense",
+            "output.dense",
+            "output.LayerNorm",
         ],
     };
     let layer = match cfg.architecture {
@@ -264,7 +310,11 @@ pub fn reference_logits(
         let max = scores.max_keepdim(D::Minus1)?;
         let e = scores.broadcast_sub(&max)?.exp()?;
         let probs = e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?;
-        let ctx = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b, s, h))?;
+        let ctx = probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((b, s, h))?;
         let a = linear(&ctx, w, p, &n(3))?;
         let x1 = layer_norm(&(a + &x)?, w, p, &n(4), cfg.layer_norm_eps)?;
         let f = linear(&x1, w, p, &n(5))?;
@@ -298,12 +348,17 @@ pub fn tract_logits(bytes: &[u8], case: &Case) -> TractResult<Vec<Vec<f32>>> {
     let ids = tract_onnx::prelude::Tensor::from_shape(&[b, s], &ids)?;
     let mask = tract_onnx::prelude::Tensor::from_shape(&[b, s], &mask)?;
     let out = model.run(tvec![ids.into(), mask.into()])?;
-    let view = out[0].to_array_view::<f32>()?;
+    let view = out[0].to_plain_array_view::<f32>()?;
     let shape = view.shape().to_vec();
     if shape.len() != 2 || shape[0] != b {
-        tract_onnx::prelude::bail!("logits shape {shape:?}, expected [{b}, n]");
+        return Err(TractError::msg(format!(
+            "logits shape {shape:?}, expected [{b}, n]"
+        )));
     }
-    Ok(view.outer_iter().map(|row| row.iter().copied().collect()).collect())
+    Ok(view
+        .outer_iter()
+        .map(|row| row.iter().copied().collect())
+        .collect())
 }
 
 /// What `scripts/onnx_check.py` reports.
@@ -323,7 +378,8 @@ pub fn onnx_peer(bytes: &[u8], cases: &[Case], tag: &str) -> PeerReport {
         .map(|c| serde_json::json!({"input_ids": c.input_ids, "attention_mask": c.attention_mask}))
         .collect();
     let cases_path = dir.join("cases.json");
-    std::fs::write(&cases_path, serde_json::to_vec(&cases_json).expect("json")).expect("write cases");
+    std::fs::write(&cases_path, serde_json::to_vec(&cases_json).expect("json"))
+        .expect("write cases");
     let out = Command::new("python3")
         .arg(repo_root().join("scripts/onnx_check.py"))
         .arg(&model)
@@ -345,7 +401,13 @@ pub fn onnx_peer(bytes: &[u8], cases: &[Case], tag: &str) -> PeerReport {
             case.as_array()
                 .expect("case")
                 .iter()
-                .map(|row| row.as_array().expect("row").iter().map(|v| v.as_f64().expect("f") as f32).collect())
+                .map(|row| {
+                    row.as_array()
+                        .expect("row")
+                        .iter()
+                        .map(|v| v.as_f64().expect("f") as f32)
+                        .collect()
+                })
                 .collect()
         })
         .collect();
