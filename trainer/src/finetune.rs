@@ -332,7 +332,12 @@ impl TrainLoop<'_> {
         };
         let lengths: Vec<usize> = self.train.ids.iter().map(Vec::len).collect();
         let log = |msg: String, pb: &indicatif::ProgressBar| {
-            if o.progress {
+            if !o.progress {
+                return;
+            }
+            if pb.is_hidden() {
+                eprintln!("{msg}");
+            } else {
                 pb.println(msg);
             }
         };
