@@ -7,14 +7,14 @@
 //! checkpoint has a classification head, `logits`.
 
 use anyhow::{Context, Result};
-use edgebert_models::candle_core::{self, Device, Tensor};
 use clap::Parser;
+use edgebert_models::candle_core::{self, Device, Tensor};
 use edgebert_models::{LoadOptions, ModelFiles, SequenceClassifier};
 use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
-use tokenizers::Tokenizer;
+use tokenizers::{Model, Tokenizer};
 
 #[derive(Parser)]
 #[command(about = "Print [CLS] hidden states and logits of a DistilBERT/BERT checkpoint")]
@@ -35,34 +35,28 @@ fn load_tokenizer(files: &ModelFiles) -> Result<Tokenizer> {
     if let Some(path) = &files.tokenizer_json {
         return Tokenizer::from_file(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
     }
-    let vocab = files
-        .vocab
-        .as_ref()
-        .with_context(|| format!("{}: neither tokenizer.json nor vocab.txt", files.dir.display()))?;
+    let vocab = files.vocab.as_ref().with_context(|| {
+        format!(
+            "{}: neither tokenizer.json nor vocab.txt",
+            files.dir.display()
+        )
+    })?;
     let vocab_str = vocab.to_str().context("vocab path is not UTF-8")?;
     let wp = WordPiece::from_file(vocab_str)
         .unk_token("[UNK]".into())
         .build()
         .map_err(|e| anyhow::anyhow!("{}: {e}", vocab.display()))?;
-    let cls = wp.token_to_id_opt("[CLS]").context("vocab.txt lacks [CLS]")?;
-    let sep = wp.token_to_id_opt("[SEP]").context("vocab.txt lacks [SEP]")?;
+    let cls = wp.token_to_id("[CLS]").context("vocab.txt lacks [CLS]")?;
+    let sep = wp.token_to_id("[SEP]").context("vocab.txt lacks [SEP]")?;
     let mut tok = Tokenizer::new(wp);
     tok.with_normalizer(Some(BertNormalizer::new(true, true, None, true)))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     tok.with_pre_tokenizer(Some(BertPreTokenizer));
-    tok.with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
+    tok.with_post_processor(Some(BertProcessing::new(
+        ("[SEP]".into(), sep),
+        ("[CLS]".into(), cls),
+    )));
     Ok(tok)
-}
-
-trait TokenId {
-    fn token_to_id_opt(&self, t: &str) -> Option<u32>;
-}
-
-impl TokenId for WordPiece {
-    fn token_to_id_opt(&self, t: &str) -> Option<u32> {
-        use tokenizers::Model;
-        self.token_to_id(t)
-    }
 }
 
 fn main() -> Result<()> {

@@ -41,8 +41,20 @@ pub fn param_specs(cfg: &ModelConfig, num_labels: usize) -> Vec<ParamSpec> {
         }
         linear_specs(&mut v, &format!("{p}.attention.output.dense"), h, h, false);
         layer_norm_specs(&mut v, &format!("{p}.attention.output.LayerNorm"), h);
-        linear_specs(&mut v, &format!("{p}.intermediate.dense"), cfg.intermediate_size, h, false);
-        linear_specs(&mut v, &format!("{p}.output.dense"), h, cfg.intermediate_size, false);
+        linear_specs(
+            &mut v,
+            &format!("{p}.intermediate.dense"),
+            cfg.intermediate_size,
+            h,
+            false,
+        );
+        linear_specs(
+            &mut v,
+            &format!("{p}.output.dense"),
+            h,
+            cfg.intermediate_size,
+            false,
+        );
         layer_norm_specs(&mut v, &format!("{p}.output.LayerNorm"), h);
     }
     linear_specs(&mut v, "bert.pooler.dense", h, h, true);

@@ -196,10 +196,16 @@ impl SequenceClassifier {
                     false
                 }
                 Some(t) => {
-                    if spec.head && opts.reinit_mismatched_head && spec.name.starts_with("classifier.") {
+                    if spec.head
+                        && opts.reinit_mismatched_head
+                        && spec.name.starts_with("classifier.")
+                    {
                         true
                     } else {
-                        let shown = raw_names.get(&spec.name).cloned().unwrap_or(spec.name.clone());
+                        let shown = raw_names
+                            .get(&spec.name)
+                            .cloned()
+                            .unwrap_or(spec.name.clone());
                         mismatched.push((shown, spec.shape.clone(), t.dims().to_vec()));
                         false
                     }
@@ -231,7 +237,12 @@ impl SequenceClassifier {
         if !tensors.is_empty() {
             let mut unexpected: Vec<(String, Vec<usize>)> = tensors
                 .iter()
-                .map(|(n, t)| (raw_names.get(n).cloned().unwrap_or(n.clone()), t.dims().to_vec()))
+                .map(|(n, t)| {
+                    (
+                        raw_names.get(n).cloned().unwrap_or(n.clone()),
+                        t.dims().to_vec(),
+                    )
+                })
                 .collect();
             unexpected.sort();
             return Err(Error::UnexpectedTensors {

@@ -198,7 +198,10 @@ impl Fields<'_> {
                     if *id != want {
                         return Err(self.err(
                             "id2label",
-                            format!("ids must be 0..{} without gaps, id {want} is missing", m.len()),
+                            format!(
+                                "ids must be 0..{} without gaps, id {want} is missing",
+                                m.len()
+                            ),
                         ));
                     }
                 }
@@ -272,7 +275,12 @@ impl ModelConfig {
         let model_type = match f.get("model_type") {
             Some(Value::String(s)) => s.as_str(),
             Some(v) => return Err(f.err("model_type", format!("= {v} is not a string"))),
-            None => return Err(f.err("model_type", "is missing (expected \"distilbert\" or \"bert\")")),
+            None => {
+                return Err(f.err(
+                    "model_type",
+                    "is missing (expected \"distilbert\" or \"bert\")",
+                ))
+            }
         };
         let pad_token_id = match f.get("pad_token_id") {
             None => None,

@@ -34,8 +34,20 @@ pub fn param_specs(cfg: &ModelConfig, num_labels: usize) -> Vec<ParamSpec> {
             linear_specs(&mut v, &format!("{p}.attention.{lin}"), h, h, false);
         }
         layer_norm_specs(&mut v, &format!("{p}.sa_layer_norm"), h);
-        linear_specs(&mut v, &format!("{p}.ffn.lin1"), cfg.intermediate_size, h, false);
-        linear_specs(&mut v, &format!("{p}.ffn.lin2"), h, cfg.intermediate_size, false);
+        linear_specs(
+            &mut v,
+            &format!("{p}.ffn.lin1"),
+            cfg.intermediate_size,
+            h,
+            false,
+        );
+        linear_specs(
+            &mut v,
+            &format!("{p}.ffn.lin2"),
+            h,
+            cfg.intermediate_size,
+            false,
+        );
         layer_norm_specs(&mut v, &format!("{p}.output_layer_norm"), h);
     }
     linear_specs(&mut v, "pre_classifier", h, h, true);

@@ -51,7 +51,9 @@ pub enum Error {
         message: String,
     },
     /// A tensor in the checkpoint has an unsupported dtype.
-    #[error("{path}: tensor \"{name}\" has dtype {dtype}, expected a float type (F32, F16, BF16, F64)")]
+    #[error(
+        "{path}: tensor \"{name}\" has dtype {dtype}, expected a float type (F32, F16, BF16, F64)"
+    )]
     TensorDtype {
         /// The file at fault.
         path: PathBuf,

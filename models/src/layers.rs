@@ -28,7 +28,13 @@ impl DropoutRng {
     }
 
     /// A `shape`-sized mask of `0` (prob `p`) and `1/(1-p)` values.
-    pub fn mask(&mut self, shape: &[usize], p: f64, dtype: DType, device: &Device) -> Result<Tensor> {
+    pub fn mask(
+        &mut self,
+        shape: &[usize],
+        p: f64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
         let n: usize = shape.iter().product();
         let scale = (1.0 / (1.0 - p)) as f32;
         let p32 = p as f32;
@@ -42,7 +48,11 @@ impl DropoutRng {
             })
             .collect();
         let t = Tensor::from_vec(v, shape, &Device::Cpu)?;
-        let t = if dtype == DType::F32 { t } else { t.to_dtype(dtype)? };
+        let t = if dtype == DType::F32 {
+            t
+        } else {
+            t.to_dtype(dtype)?
+        };
         Ok(t.to_device(device)?)
     }
 }
@@ -82,7 +92,11 @@ impl Linear {
         let dims = x.dims().to_vec();
         let inner = dims.last().copied().unwrap_or(0);
         let rows: usize = dims[..dims.len().saturating_sub(1)].iter().product();
-        let x2 = if dims.len() == 2 { x.clone() } else { x.reshape((rows, inner))? };
+        let x2 = if dims.len() == 2 {
+            x.clone()
+        } else {
+            x.reshape((rows, inner))?
+        };
         let y = x2.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?;
         if dims.len() == 2 {
             Ok(y)
@@ -122,9 +136,12 @@ pub fn check_inputs(
     max_positions: usize,
     dtype: DType,
 ) -> Result<(Tensor, Tensor)> {
-    let (b, s) = input_ids
-        .dims2()
-        .map_err(|_| Error::Input(format!("input_ids must be [batch, seq], got {:?}", input_ids.dims())))?;
+    let (b, s) = input_ids.dims2().map_err(|_| {
+        Error::Input(format!(
+            "input_ids must be [batch, seq], got {:?}",
+            input_ids.dims()
+        ))
+    })?;
     if attention_mask.dims() != [b, s] {
         return Err(Error::Input(format!(
             "attention_mask {:?} must match input_ids [{b}, {s}]",
@@ -148,11 +165,17 @@ pub fn check_inputs(
             }
             input_ids.to_dtype(DType::U32)?
         }
-        d => return Err(Error::Input(format!("input_ids dtype {d:?} (expected u32 or i64)"))),
+        d => {
+            return Err(Error::Input(format!(
+                "input_ids dtype {d:?} (expected u32 or i64)"
+            )))
+        }
     };
     let max = ids.max_all()?.to_scalar::<u32>()?;
     if max as usize >= vocab_size {
-        return Err(Error::Input(format!("input id {max} is outside vocab_size {vocab_size}")));
+        return Err(Error::Input(format!(
+            "input id {max} is outside vocab_size {vocab_size}"
+        )));
     }
     let mask = attention_mask.to_dtype(dtype)?;
     Ok((ids, mask))
@@ -185,7 +208,9 @@ pub fn attention(
     let (b, s, h) = q.dims3()?;
     let dh = h / num_heads;
     let split = |t: &Tensor| -> Result<Tensor> {
-        Ok(t.reshape((b, s, num_heads, dh))?.transpose(1, 2)?.contiguous()?)
+        Ok(t.reshape((b, s, num_heads, dh))?
+            .transpose(1, 2)?
+            .contiguous()?)
     };
     let q = (split(q)? * (1.0 / (dh as f64).sqrt()))?;
     let k = split(k)?;
@@ -250,14 +275,34 @@ impl ParamSpec {
 
 /// Pushes the weight + bias specs of a linear layer.
 pub fn linear_specs(out: &mut Vec<ParamSpec>, name: &str, o: usize, i: usize, head: bool) {
-    out.push(ParamSpec::new(format!("{name}.weight"), &[o, i], Init::Normal, head));
-    out.push(ParamSpec::new(format!("{name}.bias"), &[o], Init::Zeros, head));
+    out.push(ParamSpec::new(
+        format!("{name}.weight"),
+        &[o, i],
+        Init::Normal,
+        head,
+    ));
+    out.push(ParamSpec::new(
+        format!("{name}.bias"),
+        &[o],
+        Init::Zeros,
+        head,
+    ));
 }
 
 /// Pushes the gamma + beta specs of a LayerNorm.
 pub fn layer_norm_specs(out: &mut Vec<ParamSpec>, name: &str, d: usize) {
-    out.push(ParamSpec::new(format!("{name}.weight"), &[d], Init::Ones, false));
-    out.push(ParamSpec::new(format!("{name}.bias"), &[d], Init::Zeros, false));
+    out.push(ParamSpec::new(
+        format!("{name}.weight"),
+        &[d],
+        Init::Ones,
+        false,
+    ));
+    out.push(ParamSpec::new(
+        format!("{name}.bias"),
+        &[d],
+        Init::Zeros,
+        false,
+    ));
 }
 
 /// Draws a fresh tensor for `spec` from `rng`.

@@ -157,7 +157,10 @@ impl ModelFiles {
             Err(why) => {
                 let has_bin = offline && get("pytorch_model.bin").is_ok();
                 let message = if has_bin || why.contains("404") {
-                    format!("{why}; if the repo has only pytorch_model.bin: {}", convert_hint(id))
+                    format!(
+                        "{why}; if the repo has only pytorch_model.bin: {}",
+                        convert_hint(id)
+                    )
                 } else {
                     why
                 };
@@ -216,12 +219,13 @@ pub fn read_safetensors(
                 })
             }
         };
-        let t = Tensor::from_raw_buffer(view.data(), src, view.shape(), &Device::Cpu).map_err(
-            |e| Error::Safetensors {
-                path: path.to_path_buf(),
-                message: format!("tensor \"{name}\": {e}"),
-            },
-        )?;
+        let t =
+            Tensor::from_raw_buffer(view.data(), src, view.shape(), &Device::Cpu).map_err(|e| {
+                Error::Safetensors {
+                    path: path.to_path_buf(),
+                    message: format!("tensor \"{name}\": {e}"),
+                }
+            })?;
         let t = if src.is_float() && src != dtype {
             t.to_dtype(dtype)?
         } else {

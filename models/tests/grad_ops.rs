@@ -3,17 +3,23 @@
 //! (differentiable-candle-op) fallbacks used off-CPU.
 
 use candle_core::{DType, Device, Tensor, Var};
-use edgebert_models::ops::{layer_norm, layer_norm_composed, softmax_last_dim, softmax_last_dim_composed};
+use edgebert_models::ops::{
+    layer_norm, layer_norm_composed, softmax_last_dim, softmax_last_dim_composed,
+};
 
 const EPS: f64 = 1e-6;
 
 fn randn(shape: &[usize], seed: u64, scale: f64) -> anyhow::Result<Tensor> {
     // Small deterministic LCG so the test does not depend on candle's unseedable CPU RNG.
     let n: usize = shape.iter().product();
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let v: Vec<f64> = (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * scale
         })
         .collect();
@@ -21,7 +27,10 @@ fn randn(shape: &[usize], seed: u64, scale: f64) -> anyhow::Result<Tensor> {
 }
 
 /// Central-difference gradient of `f` at `x`.
-fn numeric_grad(x: &Tensor, f: &dyn Fn(&Tensor) -> anyhow::Result<f64>) -> anyhow::Result<Vec<f64>> {
+fn numeric_grad(
+    x: &Tensor,
+    f: &dyn Fn(&Tensor) -> anyhow::Result<f64>,
+) -> anyhow::Result<Vec<f64>> {
     let base: Vec<f64> = x.flatten_all()?.to_vec1()?;
     let mut g = Vec::with_capacity(base.len());
     for i in 0..base.len() {
@@ -59,14 +68,26 @@ fn layer_norm_backward_matches_finite_differences() -> anyhow::Result<()> {
     let b0 = randn(&[7], 3, 0.5)?;
     let w = randn(&[2, 3, 7], 4, 1.0)?;
     let loss = |x: &Tensor, g: &Tensor, b: &Tensor| -> anyhow::Result<f64> {
-        Ok((layer_norm(x, g, b, eps)? * &w)?.sum_all()?.to_scalar::<f64>()?)
+        Ok((layer_norm(x, g, b, eps)? * &w)?
+            .sum_all()?
+            .to_scalar::<f64>()?)
     };
-    let (x, g, b) = (Var::from_tensor(&x0)?, Var::from_tensor(&g0)?, Var::from_tensor(&b0)?);
+    let (x, g, b) = (
+        Var::from_tensor(&x0)?,
+        Var::from_tensor(&g0)?,
+        Var::from_tensor(&b0)?,
+    );
     let y = layer_norm(x.as_tensor(), g.as_tensor(), b.as_tensor(), eps)?;
     let grads = (y * &w)?.sum_all()?.backward()?;
-    let gx = grads.get(&x).ok_or_else(|| anyhow::anyhow!("no grad for x"))?;
-    let gg = grads.get(&g).ok_or_else(|| anyhow::anyhow!("no grad for gamma"))?;
-    let gb = grads.get(&b).ok_or_else(|| anyhow::anyhow!("no grad for beta"))?;
+    let gx = grads
+        .get(&x)
+        .ok_or_else(|| anyhow::anyhow!("no grad for x"))?;
+    let gg = grads
+        .get(&g)
+        .ok_or_else(|| anyhow::anyhow!("no grad for gamma"))?;
+    let gb = grads
+        .get(&b)
+        .ok_or_else(|| anyhow::anyhow!("no grad for beta"))?;
     assert_close("dx", gx, &numeric_grad(&x0, &|x| loss(x, &g0, &b0))?)?;
     assert_close("dgamma", gg, &numeric_grad(&g0, &|g| loss(&x0, g, &b0))?)?;
     assert_close("dbeta", gb, &numeric_grad(&b0, &|b| loss(&x0, &g0, b))?)?;
@@ -82,14 +103,23 @@ fn layer_norm_large_input_uses_parallel_path_and_matches_composed() -> anyhow::R
     let w = randn(&[64, 32, 384], 8, 1.0)?.to_dtype(DType::F32)?;
     let mut results = Vec::new();
     for composed in [false, true] {
-        let (x, g, b) = (Var::from_tensor(&x0)?, Var::from_tensor(&g0)?, Var::from_tensor(&b0)?);
+        let (x, g, b) = (
+            Var::from_tensor(&x0)?,
+            Var::from_tensor(&g0)?,
+            Var::from_tensor(&b0)?,
+        );
         let y = if composed {
             layer_norm_composed(x.as_tensor(), g.as_tensor(), b.as_tensor(), 1e-12)?
         } else {
             layer_norm(x.as_tensor(), g.as_tensor(), b.as_tensor(), 1e-12)?
         };
         let grads = (&y * &w)?.sum_all()?.backward()?;
-        let get = |v: &Var| grads.get(v).cloned().ok_or_else(|| anyhow::anyhow!("missing grad"));
+        let get = |v: &Var| {
+            grads
+                .get(v)
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("missing grad"))
+        };
         results.push((y, get(&x)?, get(&g)?, get(&b)?));
     }
     let (a, c) = (&results[0], &results[1]);
@@ -113,23 +143,38 @@ fn softmax_backward_matches_finite_differences() -> anyhow::Result<()> {
         Ok((softmax_last_dim(x)? * &w)?.sum_all()?.to_scalar::<f64>()?)
     };
     let x = Var::from_tensor(&x0)?;
-    let grads = (softmax_last_dim(x.as_tensor())? * &w)?.sum_all()?.backward()?;
-    let gx = grads.get(&x).ok_or_else(|| anyhow::anyhow!("no grad for x"))?;
+    let grads = (softmax_last_dim(x.as_tensor())? * &w)?
+        .sum_all()?
+        .backward()?;
+    let gx = grads
+        .get(&x)
+        .ok_or_else(|| anyhow::anyhow!("no grad for x"))?;
     assert_close("softmax dx", gx, &numeric_grad(&x0, &loss)?)?;
     // Same forward and backward as the composed fallback.
     let xc = Var::from_tensor(&x0)?;
     let yc = softmax_last_dim_composed(xc.as_tensor())?;
     let gc = (&yc * &w)?.sum_all()?.backward()?;
-    let gxc = gc.get(&xc).ok_or_else(|| anyhow::anyhow!("no grad for composed x"))?;
-    let dy = (softmax_last_dim(&x0)? - yc)?.abs()?.max_all()?.to_scalar::<f64>()?;
+    let gxc = gc
+        .get(&xc)
+        .ok_or_else(|| anyhow::anyhow!("no grad for composed x"))?;
+    let dy = (softmax_last_dim(&x0)? - yc)?
+        .abs()?
+        .max_all()?
+        .to_scalar::<f64>()?;
     let dg = (gx - gxc)?.abs()?.max_all()?.to_scalar::<f64>()?;
-    assert!(dy < 1e-12 && dg < 1e-12, "custom vs composed: y {dy}, grad {dg}");
+    assert!(
+        dy < 1e-12 && dg < 1e-12,
+        "custom vs composed: y {dy}, grad {dg}"
+    );
     Ok(())
 }
 
 #[test]
 fn softmax_handles_masked_rows_and_large_values() -> anyhow::Result<()> {
-    let x = Tensor::new(&[[1000f32, 0.0, f32::MIN], [f32::MIN, 2.0, 2.0]], &Device::Cpu)?;
+    let x = Tensor::new(
+        &[[1000f32, 0.0, f32::MIN], [f32::MIN, 2.0, 2.0]],
+        &Device::Cpu,
+    )?;
     let y: Vec<Vec<f32>> = softmax_last_dim(&x)?.to_vec2()?;
     assert_eq!(y[0], vec![1.0, 0.0, 0.0]);
     assert!((y[1][1] - 0.5).abs() < 1e-7 && y[1][0] == 0.0);

@@ -10,7 +10,9 @@ use serde_json::Value;
 const TOL: f32 = 1e-4;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn matrix_i64(v: &Value) -> anyhow::Result<Tensor> {
@@ -39,7 +41,10 @@ fn floats(v: &Value) -> anyhow::Result<Vec<f32>> {
 fn max_abs_diff(a: &Tensor, b: &[f32]) -> anyhow::Result<f32> {
     let a: Vec<f32> = a.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
     anyhow::ensure!(a.len() == b.len(), "length {} vs {}", a.len(), b.len());
-    Ok(a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max))
+    Ok(a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max))
 }
 
 /// Returns (max |Δ| logits, max |Δ| hidden) over all reference batches.
@@ -47,10 +52,16 @@ fn check_tiny(name: &str, ids_u32: bool) -> anyhow::Result<(f32, f32)> {
     let dir = fixture(name);
     let files = ModelFiles::resolve(dir.to_str().ok_or_else(|| anyhow::anyhow!("path"))?)?;
     let (model, _vars) = SequenceClassifier::load(&files, 6, &Device::Cpu, 0)?;
-    assert!(model.has_trained_head(), "{name}: head must come from the checkpoint");
+    assert!(
+        model.has_trained_head(),
+        "{name}: head must come from the checkpoint"
+    );
     assert_eq!(model.config().id2label[1], "joy");
-    let reference: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json"))?)?;
-    let batches = reference["batches"].as_array().ok_or_else(|| anyhow::anyhow!("batches"))?;
+    let reference: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json"))?)?;
+    let batches = reference["batches"]
+        .as_array()
+        .ok_or_else(|| anyhow::anyhow!("batches"))?;
     assert!(batches.len() >= 3);
     let (mut dl, mut dh) = (0f32, 0f32);
     for b in batches {
@@ -65,7 +76,10 @@ fn check_tiny(name: &str, ids_u32: bool) -> anyhow::Result<(f32, f32)> {
         let ref_hidden = floats(&b["last_hidden_state"])?;
         assert_eq!(logits.dims()[1], 6);
         // The references are far from zero, so a wrong op cannot hide under the tolerance.
-        assert!(ref_logits.iter().any(|x| x.abs() > 0.1), "{name}: degenerate reference");
+        assert!(
+            ref_logits.iter().any(|x| x.abs() > 0.1),
+            "{name}: degenerate reference"
+        );
         dl = dl.max(max_abs_diff(&logits, &ref_logits)?);
         dh = dh.max(max_abs_diff(&hidden, &ref_hidden)?);
     }
@@ -99,8 +113,14 @@ fn padding_does_not_change_unpadded_rows() -> anyhow::Result<()> {
     let alone = Tensor::new(&[[101u32, 7, 8, 9, 102]], &Device::Cpu)?;
     let ones = Tensor::ones((1, 5), DType::U32, &Device::Cpu)?;
     let a = model.forward(&alone, &ones, None)?;
-    let batch = Tensor::new(&[[101u32, 7, 8, 9, 102, 0, 0], [101, 5, 6, 7, 8, 9, 102]], &Device::Cpu)?;
-    let mask = Tensor::new(&[[1u32, 1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1, 1]], &Device::Cpu)?;
+    let batch = Tensor::new(
+        &[[101u32, 7, 8, 9, 102, 0, 0], [101, 5, 6, 7, 8, 9, 102]],
+        &Device::Cpu,
+    )?;
+    let mask = Tensor::new(
+        &[[1u32, 1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1, 1]],
+        &Device::Cpu,
+    )?;
     let b = model.forward(&batch, &mask, None)?.narrow(0, 0, 1)?;
     let d = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
     assert!(d < 1e-5, "padded row differs by {d}");
@@ -128,7 +148,10 @@ fn minilm_cls_matches_transformers() -> anyhow::Result<()> {
     let dir = shared.join("models/all-MiniLM-L6-v2");
     let files = ModelFiles::resolve(dir.to_str().ok_or_else(|| anyhow::anyhow!("path"))?)?;
     let (model, _) = SequenceClassifier::load(&files, 2, &Device::Cpu, 0)?;
-    assert!(!model.has_trained_head(), "MiniLM has no classifier: head must be fresh");
+    assert!(
+        !model.has_trained_head(),
+        "MiniLM has no classifier: head must be fresh"
+    );
     let reference: Value =
         serde_json::from_str(&std::fs::read_to_string(fixture("minilm_reference.json"))?)?;
     let ids = matrix_i64(&reference["input_ids"])?;
@@ -138,7 +161,10 @@ fn minilm_cls_matches_transformers() -> anyhow::Result<()> {
     let d_cls = max_abs_diff(&cls, &floats(&reference["cls"])?)?;
     let hidden = model.hidden_states(&ids, &mask, None)?;
     let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-    let mean = hidden.broadcast_mul(&m)?.sum(1)?.broadcast_div(&m.sum(1)?)?;
+    let mean = hidden
+        .broadcast_mul(&m)?
+        .sum(1)?
+        .broadcast_div(&m.sum(1)?)?;
     let d_mean = max_abs_diff(&mean, &floats(&reference["mean"])?)?;
     eprintln!("MiniLM: max |Δ| cls {d_cls:.3e}, mean-pooled {d_mean:.3e}");
     assert!(d_cls <= TOL, "cls differs by {d_cls}");

@@ -1,7 +1,7 @@
 //! LayerNorm over the last dimension with a hand-written backward (x, gamma, beta).
 
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType, D};
 use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType, D};
 use num_traits::Float;
 use rayon::prelude::*;
 
@@ -19,8 +19,11 @@ pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result
         );
     }
     if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
-        x.contiguous()?
-            .apply_op3(&gamma.contiguous()?, &beta.contiguous()?, LayerNormOp { eps })
+        x.contiguous()?.apply_op3(
+            &gamma.contiguous()?,
+            &beta.contiguous()?,
+            LayerNormOp { eps },
+        )
     } else {
         layer_norm_composed(x, gamma, beta, eps)
     }
@@ -67,7 +70,12 @@ fn fwd_rows<T: WithDType + Float>(x: &[T], g: &[T], b: &[T], eps: f64, out: &mut
 }
 
 /// Returns (dx, dgamma, dbeta).
-fn bwd_rows<T: WithDType + Float>(x: &[T], g: &[T], dy: &[T], eps: f64) -> (Vec<T>, Vec<T>, Vec<T>) {
+fn bwd_rows<T: WithDType + Float>(
+    x: &[T],
+    g: &[T],
+    dy: &[T],
+    eps: f64,
+) -> (Vec<T>, Vec<T>, Vec<T>) {
     let d = g.len();
     let epsv = T::from_f64(eps);
     let n = T::from_f64(d as f64);
@@ -104,7 +112,9 @@ fn bwd_rows<T: WithDType + Float>(x: &[T], g: &[T], dy: &[T], eps: f64) -> (Vec<
     };
     let rows = x.len() / d.max(1);
     if x.len() >= PAR_MIN_ELEMS {
-        let chunk_rows = rows.div_ceil(rayon::current_num_threads().max(1) * 4).max(1);
+        let chunk_rows = rows
+            .div_ceil(rayon::current_num_threads().max(1) * 4)
+            .max(1);
         let partials: Vec<(Vec<T>, Vec<T>)> = x
             .par_chunks(d * chunk_rows)
             .zip(dy.par_chunks(d * chunk_rows))

@@ -1,7 +1,7 @@
 //! Softmax over the last dimension with a hand-written backward.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, WithDType, D};
 use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, WithDType, D};
 use num_traits::Float;
 use rayon::prelude::*;
 
