@@ -1,5 +1,6 @@
-//! Character predicates with exactly the definitions the `tokenizers` crate uses
-//! (std `char::is_whitespace`, `unicode_categories` 0.1.1 sets, Unicode 9.0 NFD data).
+//! Character classes of the BERT pipeline, with exactly the definitions the `tokenizers`
+//! crate uses (std `char::is_whitespace`, `unicode_categories` 0.1.1 sets, Unicode 9.0 NFD
+//! data). Public so tests can check them against those crates for every code point.
 
 use super::tables;
 

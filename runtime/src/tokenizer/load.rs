@@ -9,6 +9,9 @@ use serde_json::Value;
 
 use super::{Tokenizer, TokenizerConfig, TokenizerError, MASK_TOKEN};
 
+/// `null`, for absent fields.
+static NULL: Value = Value::Null;
+
 fn load_err(path: &Path, reason: impl Into<String>) -> TokenizerError {
     TokenizerError::Load {
         path: path.display().to_string(),
@@ -49,7 +52,7 @@ fn type_name(v: &Value) -> String {
 }
 
 fn expect_type(path: &Path, root: &Value, field: &str, want: &str) -> Result<(), TokenizerError> {
-    let v = root.get(field).unwrap_or(&Value::Null);
+    let v = root.get(field).unwrap_or(&NULL);
     let got = type_name(v);
     if got == want {
         Ok(())
@@ -78,8 +81,8 @@ fn get_str(v: &Value, key: &str, default: &str) -> String {
 /// `Tokenizer::from_tokenizer_json`.
 pub(super) fn from_tokenizer_json(path: &Path) -> Result<Tokenizer, TokenizerError> {
     let text = read(path)?;
-    let root: Value = serde_json::from_str(&text)
-        .map_err(|e| load_err(path, format!("invalid JSON: {e}")))?;
+    let root: Value =
+        serde_json::from_str(&text).map_err(|e| load_err(path, format!("invalid JSON: {e}")))?;
     expect_type(path, &root, "model", "WordPiece")?;
     expect_type(path, &root, "normalizer", "BertNormalizer")?;
     expect_type(path, &root, "pre_tokenizer", "BertPreTokenizer")?;
@@ -99,12 +102,14 @@ pub(super) fn from_tokenizer_json(path: &Path) -> Result<Tokenizer, TokenizerErr
         ..TokenizerConfig::default()
     };
     // [CLS] $A [SEP] from the post-processor.
-    let post = root.get("post_processor").unwrap_or(&Value::Null);
+    let post = root.get("post_processor").unwrap_or(&NULL);
     match type_name(post).as_str() {
         "BertProcessing" => {
             let name = |k: &str| post[k][0].as_str().map(str::to_string);
-            config.cls_token = name("cls").ok_or_else(|| load_err(path, "post_processor.cls missing"))?;
-            config.sep_token = name("sep").ok_or_else(|| load_err(path, "post_processor.sep missing"))?;
+            config.cls_token =
+                name("cls").ok_or_else(|| load_err(path, "post_processor.cls missing"))?;
+            config.sep_token =
+                name("sep").ok_or_else(|| load_err(path, "post_processor.sep missing"))?;
         }
         "TemplateProcessing" => {
             let single = post["single"].as_array().map(Vec::as_slice).unwrap_or(&[]);
@@ -133,37 +138,54 @@ pub(super) fn from_tokenizer_json(path: &Path) -> Result<Tokenizer, TokenizerErr
             ))
         }
     }
-    if let Some(p) = root.get("padding").and_then(|p| p.get("pad_token")).and_then(Value::as_str) {
+    if let Some(p) = root
+        .get("padding")
+        .and_then(|p| p.get("pad_token"))
+        .and_then(Value::as_str)
+    {
         config.pad_token = p.to_string();
     }
-    // Vocab: token -> id map; ids must be 0..n so it can be stored as vocab.txt.
+    // Vocab: token -> id map, written out as vocab.txt lines. Ids need not be dense (a
+    // vocab.txt with duplicate lines yields gaps); a gap becomes an empty line, which no
+    // word can match.
     let map = model
         .get("vocab")
         .and_then(Value::as_object)
         .ok_or_else(|| load_err(path, "model.vocab is missing or not an object"))?;
-    let mut lines: Vec<Option<&str>> = vec![None; map.len()];
+    let id_limit = map.len().saturating_mul(2).saturating_add(1024);
+    let mut lines: Vec<Option<&str>> = Vec::with_capacity(map.len());
     for (tok, id) in map {
         let id = id
             .as_u64()
             .and_then(|i| usize::try_from(i).ok())
-            .filter(|&i| i < lines.len())
+            .filter(|&i| i < id_limit)
             .ok_or_else(|| {
-                load_err(path, format!("model.vocab[{tok:?}] = {id} is not an id below {}", map.len()))
+                load_err(
+                    path,
+                    format!("model.vocab[{tok:?}] = {id} is not an id below {id_limit}"),
+                )
             })?;
         if tok.contains('\n') || tok.trim_end() != tok {
             return Err(load_err(
                 path,
-                format!("model.vocab token {tok:?} (id {id}) has a line break or trailing whitespace"),
+                format!(
+                    "model.vocab token {tok:?} (id {id}) has a line break or trailing whitespace"
+                ),
             ));
         }
-        if let Some(prev) = lines[id] {
-            return Err(load_err(path, format!("model.vocab: id {id} used by {prev:?} and {tok:?}")));
+        if lines.len() <= id {
+            lines.resize(id + 1, None);
         }
-        lines[id] = Some(tok);
+        if let Some(prev) = lines[id] {
+            return Err(load_err(
+                path,
+                format!("model.vocab: id {id} used by {prev:?} and {tok:?}"),
+            ));
+        }
+        lines[id] = Some(tok.as_str());
     }
     let mut vocab_txt = String::with_capacity(text.len() / 2);
-    for tok in lines.iter() {
-        // Every slot is filled: map.len() distinct ids below map.len().
+    for tok in &lines {
         vocab_txt.push_str(tok.unwrap_or(""));
         vocab_txt.push('\n');
     }
@@ -225,7 +247,10 @@ pub(super) fn from_hf_dir(dir: &Path) -> Result<Tokenizer, TokenizerError> {
     }
     let vocab = dir.join("vocab.txt");
     if !vocab.is_file() {
-        return Err(load_err(dir, "no tokenizer.json or vocab.txt in this directory"));
+        return Err(load_err(
+            dir,
+            "no tokenizer.json or vocab.txt in this directory",
+        ));
     }
     let mut config = TokenizerConfig::default();
     let cfg_path = dir.join("tokenizer_config.json");

@@ -4,7 +4,7 @@
 //! `wordpiece` (greedy longest-match-first), `vocab` (contiguous vocab + open-addressing index),
 //! `load` (std only: vocab.txt / tokenizer.json / HF directory).
 
-mod chars;
+pub mod chars;
 #[cfg(feature = "std")]
 mod load;
 mod normalize;
@@ -204,10 +204,12 @@ impl Tokenizer {
                     "{role} is empty"
                 )));
             }
-            vocab.get(token).ok_or_else(|| TokenizerError::MissingToken {
-                role,
-                token: token.into(),
-            })
+            vocab
+                .get(token)
+                .ok_or_else(|| TokenizerError::MissingToken {
+                    role,
+                    token: token.into(),
+                })
         };
         let unk_id = id_of("unk_token", &config.unk_token)?;
         let cls_id = id_of("cls_token", &config.cls_token)?;
@@ -215,9 +217,15 @@ impl Tokenizer {
         let pad_id = id_of("pad_token", &config.pad_token)?;
         let mut specials = heapless::Vec::<u32, MAX_SPECIAL>::new();
         let mask_id = vocab.get(MASK_TOKEN);
-        for id in [Some(pad_id), Some(unk_id), Some(cls_id), Some(sep_id), mask_id]
-            .into_iter()
-            .flatten()
+        for id in [
+            Some(pad_id),
+            Some(unk_id),
+            Some(cls_id),
+            Some(sep_id),
+            mask_id,
+        ]
+        .into_iter()
+        .flatten()
         {
             if !specials.contains(&id) {
                 // At most five distinct ids, below MAX_SPECIAL.

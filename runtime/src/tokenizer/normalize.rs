@@ -6,8 +6,8 @@
 //! kept characters equals sorting first and filtering after, so the result is identical.
 
 use super::chars::{
-    combining_class, decompose_canonical, is_bert_whitespace, is_chinese_char,
-    is_mark_nonspacing, is_removed_by_clean,
+    combining_class, decompose_canonical, is_bert_whitespace, is_chinese_char, is_mark_nonspacing,
+    is_removed_by_clean,
 };
 
 /// Longest word (in chars) the pipeline stores; `max_input_chars_per_word` may not exceed it.
@@ -214,7 +214,10 @@ mod tests {
 
     #[test]
     fn clean_text_removes_controls_and_maps_whitespace() {
-        assert_eq!(norm(UNCASED, "a\u{0}b\u{FFFD}c\u{200B}d\te\u{3000}f"), "abcd e f");
+        assert_eq!(
+            norm(UNCASED, "a\u{0}b\u{FFFD}c\u{200B}d\te\u{3000}f"),
+            "abcd e f"
+        );
         let raw = NormalizeOptions {
             clean_text: false,
             ..CASED
@@ -250,10 +253,7 @@ mod tests {
     #[test]
     fn kept_combining_marks_are_reordered_canonically() {
         // U+1D165 (Mc, class 216) and U+1D16D (Mc, class 226) survive stripping.
-        assert_eq!(
-            norm(UNCASED, "x\u{1D16D}\u{1D165}"),
-            "x\u{1D165}\u{1D16D}"
-        );
+        assert_eq!(norm(UNCASED, "x\u{1D16D}\u{1D165}"), "x\u{1D165}\u{1D16D}");
         // A stripped starter (U+0900 is Mn with class 0) still splits the runs.
         assert_eq!(
             norm(UNCASED, "x\u{1D16D}\u{900}\u{1D165}"),

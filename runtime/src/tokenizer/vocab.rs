@@ -191,7 +191,7 @@ mod tests {
 
     #[test]
     fn lines_ids_and_duplicates() {
-        let v = Vocab::from_vocab_txt("[PAD]\nhello \r\n##lo\nhello\n\nx").unwrap();
+        let v = Vocab::from_vocab_txt("[PAD]\nhello \r\n##lo\nhello\n\nx").expect("test vocab");
         assert_eq!(v.len(), 6);
         assert_eq!(v.get("[PAD]"), Some(0));
         // Trailing whitespace is trimmed; the later duplicate wins.
@@ -206,7 +206,7 @@ mod tests {
 
     #[test]
     fn prefixed_lookup_without_building_the_string() {
-        let v = Vocab::from_vocab_txt("a\n##lo\nlo\n").unwrap();
+        let v = Vocab::from_vocab_txt("a\n##lo\nlo\n").expect("test vocab");
         let h = hash_bytes(hash_bytes(Vocab::seed(), b"##"), b"lo");
         assert_eq!(v.lookup_hashed(h, b"##", b"lo"), Some(1));
         let h2 = hash_bytes(Vocab::seed(), b"lo");
@@ -220,10 +220,10 @@ mod tests {
 
     #[test]
     fn vocab_txt_round_trips() {
-        let v = Vocab::from_vocab_txt("a\nb\n\nc").unwrap();
+        let v = Vocab::from_vocab_txt("a\nb\n\nc").expect("test vocab");
         let t = v.to_vocab_txt();
         assert_eq!(t, "a\nb\n\nc\n");
-        let w = Vocab::from_vocab_txt(&t).unwrap();
+        let w = Vocab::from_vocab_txt(&t).expect("test vocab");
         assert_eq!(w.len(), 4);
         assert_eq!(w.get("c"), Some(3));
     }
@@ -239,7 +239,7 @@ mod tests {
         for i in 0..5000 {
             s.push_str(&alloc::format!("t{i}\n"));
         }
-        let v = Vocab::from_vocab_txt(&s).unwrap();
+        let v = Vocab::from_vocab_txt(&s).expect("test vocab");
         for i in 0..5000u32 {
             assert_eq!(v.get(&alloc::format!("t{i}")), Some(i));
         }

@@ -77,7 +77,8 @@ mod tests {
 
     #[test]
     fn greedy_longest_match_first() {
-        let v = Vocab::from_vocab_txt("[UNK]\nun\nunaff\n##aff\n##able\n##a\n##ffable\nu\n").unwrap();
+        let v = Vocab::from_vocab_txt("[UNK]\nun\nunaff\n##aff\n##able\n##a\n##ffable\nu\n")
+            .expect("test vocab");
         // "unaffable": longest first piece is "unaff", then "##able".
         assert_eq!(wp(&v, "unaffable"), Some(alloc::vec![2, 4]));
         assert_eq!(wp(&v, "un"), Some(alloc::vec![1]));
@@ -88,7 +89,7 @@ mod tests {
 
     #[test]
     fn multibyte_pieces() {
-        let v = Vocab::from_vocab_txt("é\n##é\n##ü\nü\n").unwrap();
+        let v = Vocab::from_vocab_txt("é\n##é\n##ü\nü\n").expect("test vocab");
         assert_eq!(wp(&v, "éüé"), Some(alloc::vec![0, 2, 1]));
         assert_eq!(wp(&v, "üx"), None);
     }
