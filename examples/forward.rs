@@ -33,7 +33,13 @@ struct Args {
 /// tokenizer.json when present, else a BERT WordPiece tokenizer from vocab.txt (uncased).
 fn load_tokenizer(files: &ModelFiles) -> Result<Tokenizer> {
     if let Some(path) = &files.tokenizer_json {
-        return Tokenizer::from_file(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+        let mut tok =
+            Tokenizer::from_file(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        // One text at a time: no padding to a fixed length, truncation is done below.
+        tok.with_padding(None);
+        tok.with_truncation(None)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        return Ok(tok);
     }
     let vocab = files.vocab.as_ref().with_context(|| {
         format!(
