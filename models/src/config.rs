@@ -387,7 +387,7 @@ impl ModelConfig {
                 return Err(f.err(field, "must be > 0"));
             }
         }
-        if self.hidden_size % self.num_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_heads) {
             return Err(f.err(
                 heads,
                 format!(
@@ -407,7 +407,7 @@ impl ModelConfig {
                 ));
             }
         }
-        if !(self.layer_norm_eps > 0.0) {
+        if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
             return Err(f.err("layer_norm_eps", "must be > 0"));
         }
         Ok(())
