@@ -160,7 +160,8 @@ impl DistilBertHead {
 
     /// Logits `[b, num_labels]` from hidden states `[b, s, hidden]`.
     pub fn forward(&self, hidden: &Tensor, mut rng: Option<&mut DropoutRng>) -> Result<Tensor> {
-        let cls = hidden.narrow(1, 0, 1)?.squeeze(1)?;
+        // contiguous: CUDA matmul rejects the strided [CLS] slice (found on the first GPU run).
+        let cls = hidden.narrow(1, 0, 1)?.squeeze(1)?.contiguous()?;
         let x = self.pre.forward(&cls)?.relu()?;
         let x = dropout(&x, self.dropout, &mut rng)?;
         self.classifier.forward(&x)
