@@ -34,14 +34,25 @@ const SEQ_LENS: [usize; 4] = [16, 32, 64, 128];
 
 fn models() -> Vec<(String, PathBuf)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut v = vec![("tiny-bert".to_string(), root.join("runtime/tests/fixtures/tiny-bert"))];
-    let minilm = std::env::var_os("EDGEBERT_BENCH_MODEL").map(PathBuf::from).or_else(|| {
-        let d = PathBuf::from(std::env::var_os("EDGEBERT_SHARED")?).join("models/all-MiniLM-L6-v2");
-        ["model.edgebert", "model.onnx", "model.int8.onnx"].iter().any(|f| d.join(f).is_file()).then_some(d)
-    });
+    let mut v = vec![(
+        "tiny-bert".to_string(),
+        root.join("runtime/tests/fixtures/tiny-bert"),
+    )];
+    let minilm = std::env::var_os("EDGEBERT_BENCH_MODEL")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let d =
+                PathBuf::from(std::env::var_os("EDGEBERT_SHARED")?).join("models/all-MiniLM-L6-v2");
+            ["model.edgebert", "model.onnx", "model.int8.onnx"]
+                .iter()
+                .any(|f| d.join(f).is_file())
+                .then_some(d)
+        });
     match minilm {
         Some(p) => v.push(("minilm".to_string(), p)),
-        None => eprintln!("SKIPPED minilm: set EDGEBERT_BENCH_MODEL to a MiniLM bundle or export dir"),
+        None => {
+            eprintln!("SKIPPED minilm: set EDGEBERT_BENCH_MODEL to a MiniLM bundle or export dir")
+        }
     }
     v
 }

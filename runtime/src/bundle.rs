@@ -163,14 +163,20 @@ impl Bundle {
 
     /// Parses and validates a bundle held in memory: magic, version, length, checksum, header.
     pub fn from_bytes(bytes: &[u8]) -> Result<Bundle> {
-        let magic = take(bytes, 0, 8, "magic")
-            .map_err(|_| Error::BadMagic { found: escape(&bytes[..bytes.len().min(8)]) })?;
+        let magic = take(bytes, 0, 8, "magic").map_err(|_| Error::BadMagic {
+            found: escape(&bytes[..bytes.len().min(8)]),
+        })?;
         if magic != MAGIC {
-            return Err(Error::BadMagic { found: escape(magic) });
+            return Err(Error::BadMagic {
+                found: escape(magic),
+            });
         }
         let version = le_u32(take(bytes, 8, 4, "format version")?);
         if version != FORMAT_VERSION {
-            return Err(Error::UnsupportedVersion { found: version, supported: FORMAT_VERSION });
+            return Err(Error::UnsupportedVersion {
+                found: version,
+                supported: FORMAT_VERSION,
+            });
         }
         let declared = le_u64(take(bytes, 12, 8, "payload length")?);
         let expected = le_u32(take(bytes, 20, 4, "checksum")?);
@@ -183,7 +189,10 @@ impl Bundle {
             });
         }
         if declared < available {
-            return Err(Error::LengthMismatch { declared, available });
+            return Err(Error::LengthMismatch {
+                declared,
+                available,
+            });
         }
         let payload = &bytes[PREAMBLE_LEN..];
         let actual = crc32fast::hash(payload);

@@ -62,7 +62,9 @@ pub enum Error {
         actual: u32,
     },
     /// The bundle's length field disagrees with the file.
-    #[error("bundle payload length {declared} disagrees with the {available} bytes after the preamble")]
+    #[error(
+        "bundle payload length {declared} disagrees with the {available} bytes after the preamble"
+    )]
     LengthMismatch {
         /// Length declared in the preamble.
         declared: u64,
@@ -112,12 +114,18 @@ pub enum Error {
 impl Error {
     /// Builds an [`Error::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     /// Builds an [`Error::Model`] from a tract error, flattening its context chain into one line.
     pub fn model(context: impl Into<String>, err: impl std::fmt::Display) -> Self {
         let message = format!("{err:#}").replace('\n', " ");
-        Error::Model { context: context.into(), message }
+        Error::Model {
+            context: context.into(),
+            message,
+        }
     }
 }

@@ -11,7 +11,12 @@ use crate::error::{Error, Result};
 use crate::tokenizer::{Tokenizer, MAX_SEQ_LEN};
 
 /// Model file names looked for in an export directory, in order of preference.
-pub const MODEL_FILES: &[&str] = &["model.edgebert", "model.onnx", "model.int8.onnx", "model.fp32.onnx"];
+pub const MODEL_FILES: &[&str] = &[
+    "model.edgebert",
+    "model.onnx",
+    "model.int8.onnx",
+    "model.fp32.onnx",
+];
 
 /// What kind of path a model was loaded from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +41,10 @@ pub struct ModelSource {
 }
 
 fn not_a_model(path: &Path, reason: impl Into<String>) -> Error {
-    Error::NotAModel { path: path.to_path_buf(), reason: reason.into() }
+    Error::NotAModel {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
 }
 
 fn metadata(path: &Path) -> Result<std::fs::Metadata> {
@@ -68,7 +76,10 @@ fn find_model_file(dir: &Path) -> Result<PathBuf> {
         .ok_or_else(|| {
             not_a_model(
                 dir,
-                format!("directory holds no model (looked for {})", MODEL_FILES.join(", ")),
+                format!(
+                    "directory holds no model (looked for {})",
+                    MODEL_FILES.join(", ")
+                ),
             )
         })
 }
@@ -78,22 +89,39 @@ impl ModelSource {
     pub fn open(path: impl AsRef<Path>) -> Result<ModelSource> {
         let path = path.as_ref();
         let md = metadata(path)?;
-        let file = if md.is_dir() { find_model_file(path)? } else { path.to_path_buf() };
+        let file = if md.is_dir() {
+            find_model_file(path)?
+        } else {
+            path.to_path_buf()
+        };
         let file_size = regular_file(&file)?;
-        let is_onnx = file.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
+        let is_onnx = file
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
         if is_onnx {
             let dir = match file.parent() {
                 Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
                 _ => PathBuf::from("."),
             };
             let model = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
-            let name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
             let header = export_dir_header(&dir, &name)?;
             let bundle = Bundle::new(header, model).map_err(|e| match e {
-                Error::BadHeader(m) => Error::Config { path: dir.clone(), message: m },
+                Error::BadHeader(m) => Error::Config {
+                    path: dir.clone(),
+                    message: m,
+                },
                 other => other,
             })?;
-            return Ok(ModelSource { bundle, kind: SourceKind::ExportDir, model_file: file, file_size });
+            return Ok(ModelSource {
+                bundle,
+                kind: SourceKind::ExportDir,
+                model_file: file,
+                file_size,
+            });
         }
         let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
         if !Bundle::has_magic(&bytes) && bytes.len() >= 8 {
@@ -106,7 +134,12 @@ impl ModelSource {
             }
         }
         let bundle = Bundle::from_bytes(&bytes).map_err(|e| with_path(&file, e))?;
-        Ok(ModelSource { bundle, kind: SourceKind::Bundle, model_file: file, file_size })
+        Ok(ModelSource {
+            bundle,
+            kind: SourceKind::Bundle,
+            model_file: file,
+            file_size,
+        })
     }
 }
 
@@ -118,7 +151,10 @@ fn with_path(path: &Path, e: Error) -> Error {
         | Error::UnsupportedVersion { .. }
         | Error::ChecksumMismatch { .. }
         | Error::LengthMismatch { .. }
-        | Error::BadHeader(_)) => Error::Config { path: path.to_path_buf(), message: e.to_string() },
+        | Error::BadHeader(_)) => Error::Config {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        },
         e => e,
     }
 }
@@ -128,13 +164,18 @@ fn read_json(path: &Path) -> Result<serde_json::Value> {
         std::io::ErrorKind::NotFound => Error::NotFound(path.to_path_buf()),
         _ => Error::io(path, e),
     })?;
-    serde_json::from_str(&text)
-        .map_err(|e| Error::Config { path: path.to_path_buf(), message: format!("invalid JSON: {e}") })
+    serde_json::from_str(&text).map_err(|e| Error::Config {
+        path: path.to_path_buf(),
+        message: format!("invalid JSON: {e}"),
+    })
 }
 
 /// Labels in id order from a Hugging Face `config.json` (`id2label`, else `num_labels`).
 pub fn labels_from_config(path: &Path, config: &serde_json::Value) -> Result<Vec<String>> {
-    let cfg_err = |message: String| Error::Config { path: path.to_path_buf(), message };
+    let cfg_err = |message: String| Error::Config {
+        path: path.to_path_buf(),
+        message,
+    };
     if let Some(map) = config.get("id2label").and_then(|v| v.as_object()) {
         let mut by_id = BTreeMap::new();
         for (k, v) in map {
@@ -161,7 +202,9 @@ pub fn labels_from_config(path: &Path, config: &serde_json::Value) -> Result<Vec
     }
     match config.get("num_labels").and_then(|v| v.as_u64()) {
         Some(n) if n > 0 && n < 1_000_000 => Ok((0..n).map(|i| format!("LABEL_{i}")).collect()),
-        _ => Err(cfg_err("neither \"id2label\" nor \"num_labels\" present".into())),
+        _ => Err(cfg_err(
+            "neither \"id2label\" nor \"num_labels\" present".into(),
+        )),
     }
 }
 
@@ -186,7 +229,11 @@ pub fn export_dir_header(dir: &Path, model_file_name: &str) -> Result<BundleHead
         }
     }
     let tokenizer = Tokenizer::from_hf_dir(dir)?;
-    let quantization = if model_file_name.contains("int8") { "int8" } else { "none" };
+    let quantization = if model_file_name.contains("int8") {
+        "int8"
+    } else {
+        "none"
+    };
     let mut metadata = BTreeMap::new();
     metadata.insert("source".to_string(), dir.display().to_string());
     metadata.insert("model_file".to_string(), model_file_name.to_string());
@@ -219,11 +266,17 @@ pub fn open_tokenizer(path: impl AsRef<Path>) -> Result<(Tokenizer, usize)> {
                 let src = ModelSource::open(file)?;
                 return Ok((src.bundle.tokenizer()?, src.bundle.header.max_len as usize));
             }
-            return Err(not_a_model(path, "directory holds neither tokenizer.json, vocab.txt nor a model"));
+            return Err(not_a_model(
+                path,
+                "directory holds neither tokenizer.json, vocab.txt nor a model",
+            ));
         }
         let tok = Tokenizer::from_hf_dir(path)?;
         let mut max_len = MAX_SEQ_LEN as u64;
-        for (file, key) in [("config.json", "max_position_embeddings"), ("tokenizer_config.json", "model_max_length")] {
+        for (file, key) in [
+            ("config.json", "max_position_embeddings"),
+            ("tokenizer_config.json", "model_max_length"),
+        ] {
             if let Ok(v) = read_json(&path.join(file)) {
                 if let Some(m) = v.get(key).and_then(|v| v.as_u64()) {
                     if m >= 2 {
@@ -235,12 +288,18 @@ pub fn open_tokenizer(path: impl AsRef<Path>) -> Result<(Tokenizer, usize)> {
         return Ok((tok, max_len as usize));
     }
     regular_file(path)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     if name.ends_with(".json") {
         return Ok((Tokenizer::from_tokenizer_json(path)?, MAX_SEQ_LEN));
     }
     if name.ends_with(".txt") {
-        return Ok((Tokenizer::from_vocab_file(path, Default::default())?, MAX_SEQ_LEN));
+        return Ok((
+            Tokenizer::from_vocab_file(path, Default::default())?,
+            MAX_SEQ_LEN,
+        ));
     }
     let src = ModelSource::open(path)?;
     Ok((src.bundle.tokenizer()?, src.bundle.header.max_len as usize))

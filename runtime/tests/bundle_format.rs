@@ -2,7 +2,9 @@
 //! truncation, every single-bit flip, a wrong magic, a newer version and invalid headers.
 mod common;
 
-use edgebert_runtime::bundle::{Bundle, BundleHeader, BundleWriter, FORMAT_VERSION, MAGIC, PREAMBLE_LEN};
+use edgebert_runtime::bundle::{
+    Bundle, BundleHeader, BundleWriter, FORMAT_VERSION, MAGIC, PREAMBLE_LEN,
+};
 use edgebert_runtime::tokenizer::{Tokenizer, TokenizerConfig};
 use edgebert_runtime::Error;
 
@@ -12,11 +14,15 @@ fn tokenizer() -> Tokenizer {
 }
 
 fn small_bundle() -> Bundle {
-    BundleWriter::new(&tokenizer(), vec!["neg".into(), "neu".into(), "pos".into()], b"\x08\x07fake onnx bytes".to_vec())
-        .max_len(64)
-        .metadata("test", "bundle_format")
-        .build()
-        .expect("valid bundle")
+    BundleWriter::new(
+        &tokenizer(),
+        vec!["neg".into(), "neu".into(), "pos".into()],
+        b"\x08\x07fake onnx bytes".to_vec(),
+    )
+    .max_len(64)
+    .metadata("test", "bundle_format")
+    .build()
+    .expect("valid bundle")
 }
 
 #[test]
@@ -28,7 +34,10 @@ fn round_trip_preserves_header_and_model() {
     assert_eq!(back, b);
     assert_eq!(back.header.max_len, 64);
     assert_eq!(back.header.quantization, "none");
-    assert_eq!(back.header.metadata.get("test").map(String::as_str), Some("bundle_format"));
+    assert_eq!(
+        back.header.metadata.get("test").map(String::as_str),
+        Some("bundle_format")
+    );
     assert!(back.header.metadata.contains_key("producer"));
     // The vocab survives: the tokenizer rebuilt from the bundle encodes identically.
     let tok = back.tokenizer().expect("tokenizer from bundle");
@@ -50,9 +59,14 @@ fn write_to_is_atomic_and_overwrites() {
         .map(|e| e.file_name().to_string_lossy().to_string())
         .filter(|n| n != "model.edgebert")
         .collect();
-    assert!(leftovers.is_empty(), "temp files left behind: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "temp files left behind: {leftovers:?}"
+    );
     // Writing into a missing directory is an error naming the path, and leaves nothing.
-    let err = b.write_to(dir.join("missing").join("m.edgebert")).expect_err("missing dir");
+    let err = b
+        .write_to(dir.join("missing").join("m.edgebert"))
+        .expect_err("missing dir");
     assert!(matches!(err, Error::Io { .. }), "{err}");
     assert!(err.to_string().contains("m.edgebert"), "{err}");
 }
@@ -94,7 +108,16 @@ fn trailing_garbage_is_an_error() {
     let mut bytes = small_bundle().to_bytes().expect("encode");
     bytes.extend_from_slice(b"junk");
     let err = Bundle::from_bytes(&bytes).expect_err("extra bytes");
-    assert!(matches!(err, Error::LengthMismatch { declared: _, available: _ }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::LengthMismatch {
+                declared: _,
+                available: _
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -110,7 +133,10 @@ fn every_single_bit_flip_is_detected() {
             let ok = match i {
                 0..=7 => matches!(err, Error::BadMagic { .. }),
                 8..=11 => matches!(err, Error::UnsupportedVersion { .. }),
-                12..=19 => matches!(err, Error::BundleTruncated { .. } | Error::LengthMismatch { .. }),
+                12..=19 => matches!(
+                    err,
+                    Error::BundleTruncated { .. } | Error::LengthMismatch { .. }
+                ),
                 _ => matches!(err, Error::ChecksumMismatch { .. }),
             };
             assert!(ok, "byte {i} bit {bit}: unexpected {err:?}");
@@ -161,17 +187,26 @@ fn encode_unchecked(header: &BundleHeader, model: &[u8]) -> Vec<u8> {
 fn invalid_headers_name_the_field() {
     let b = small_bundle();
     // Sanity: the unchecked encoder matches the real one.
-    assert_eq!(encode_unchecked(&b.header, &b.model), b.to_bytes().expect("encode"));
+    assert_eq!(
+        encode_unchecked(&b.header, &b.model),
+        b.to_bytes().expect("encode")
+    );
     let cases: Vec<(&str, Box<dyn Fn(&mut BundleHeader)>)> = vec![
         ("labels", Box::new(|h| h.labels.clear())),
         ("labels", Box::new(|h| h.labels[1].clear())),
         ("max_len", Box::new(|h| h.max_len = 1)),
         ("max_len", Box::new(|h| h.max_len = 100_000)),
         ("vocab", Box::new(|h| h.vocab.clear())),
-        ("input_names", Box::new(|h| h.input_names = vec!["x".into()])),
+        (
+            "input_names",
+            Box::new(|h| h.input_names = vec!["x".into()]),
+        ),
         ("output_name", Box::new(|h| h.output_name.clear())),
         ("quantization", Box::new(|h| h.quantization = "int4".into())),
-        ("model_format", Box::new(|h| h.model_format = "tflite".into())),
+        (
+            "model_format",
+            Box::new(|h| h.model_format = "tflite".into()),
+        ),
     ];
     for (field, tamper) in cases {
         let mut h = b.header.clone();
@@ -180,7 +215,10 @@ fn invalid_headers_name_the_field() {
         assert!(matches!(err, Error::BadHeader(_)), "{field}: {err:?}");
         assert!(err.to_string().contains(field), "{field}: {err}");
         // The writer refuses the same header.
-        assert!(Bundle::new(h, b.model.clone()).is_err(), "{field}: writer accepted it");
+        assert!(
+            Bundle::new(h, b.model.clone()).is_err(),
+            "{field}: writer accepted it"
+        );
     }
     // Empty model bytes.
     let err = Bundle::from_bytes(&encode_unchecked(&b.header, &[])).expect_err("empty model");
@@ -207,7 +245,10 @@ fn header_garbage_with_valid_checksum_is_an_error() {
     let crc = crc32fast::hash(&bytes[PREAMBLE_LEN..]);
     bytes[20..24].copy_from_slice(&crc.to_le_bytes());
     let err = Bundle::from_bytes(&bytes).expect_err("header length too big");
-    assert!(matches!(err, Error::BundleTruncated { what: "header", .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::BundleTruncated { what: "header", .. }),
+        "{err:?}"
+    );
 }
 
 #[test]

@@ -44,7 +44,12 @@ fn assert_fails(o: &Out, needle: &str) {
     assert!(o.code.is_some(), "killed by a signal: {}", o.stderr);
     assert_eq!(o.code, Some(2), "exit code; stderr: {}", o.stderr);
     let lines: Vec<&str> = o.stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "stderr must be one line, got: {:?}", o.stderr);
+    assert_eq!(
+        lines.len(),
+        1,
+        "stderr must be one line, got: {:?}",
+        o.stderr
+    );
     assert!(lines[0].starts_with("edgebert: error: "), "{}", lines[0]);
     assert!(
         lines[0].to_lowercase().contains(&needle.to_lowercase()),
@@ -59,7 +64,9 @@ fn assert_ok(o: &Out) {
 }
 
 fn json_lines(s: &str) -> Vec<serde_json::Value> {
-    s.lines().map(|l| serde_json::from_str(l).expect("stdout line is JSON")).collect()
+    s.lines()
+        .map(|l| serde_json::from_str(l).expect("stdout line is JSON"))
+        .collect()
 }
 
 fn model() -> String {
@@ -67,7 +74,11 @@ fn model() -> String {
 }
 
 fn bundle_bytes() -> Vec<u8> {
-    ModelSource::open(common::tiny_bert()).expect("fixture").bundle.to_bytes().expect("encode")
+    ModelSource::open(common::tiny_bert())
+        .expect("fixture")
+        .bundle
+        .to_bytes()
+        .expect("encode")
 }
 
 fn write_file(tag: &str, bytes: &[u8]) -> PathBuf {
@@ -83,16 +94,26 @@ fn p(path: &Path) -> &str {
 #[test]
 fn invalid_utf8_line_names_line_number() {
     for cmd in ["classify", "tokenize"] {
-        let o = edgebert(&[cmd, "--model", &model()], b"fine\nbad \xff\xfe bytes\nnever reached\n");
+        let o = edgebert(
+            &[cmd, "--model", &model()],
+            b"fine\nbad \xff\xfe bytes\nnever reached\n",
+        );
         assert_fails(&o, "stdin line 2");
         assert!(o.stderr.contains("--lossy"), "{}", o.stderr);
-        assert_eq!(o.stdout.lines().count(), 1, "{cmd}: line 1 was processed before the error");
+        assert_eq!(
+            o.stdout.lines().count(),
+            1,
+            "{cmd}: line 1 was processed before the error"
+        );
     }
 }
 
 #[test]
 fn lossy_replaces_invalid_utf8() {
-    let o = edgebert(&["tokenize", "--lossy", "--model", &model()], b"ok \xff here\n");
+    let o = edgebert(
+        &["tokenize", "--lossy", "--model", &model()],
+        b"ok \xff here\n",
+    );
     assert_ok(&o);
     let v = json_lines(&o.stdout);
     assert_eq!(v.len(), 1);
@@ -103,11 +124,17 @@ fn lossy_replaces_invalid_utf8() {
 
 #[test]
 fn nul_bytes_are_valid_text() {
-    let o = edgebert(&["classify", "--model", &model()], b"i feel \0 happy\0\n\0\n");
+    let o = edgebert(
+        &["classify", "--model", &model()],
+        b"i feel \0 happy\0\n\0\n",
+    );
     assert_ok(&o);
     let v = json_lines(&o.stdout);
     assert_eq!(v.len(), 2);
-    assert_eq!(v[1]["tokens"], 2, "a line of only NUL is empty after cleaning");
+    assert_eq!(
+        v[1]["tokens"], 2,
+        "a line of only NUL is empty after cleaning"
+    );
 }
 
 #[test]
@@ -137,7 +164,10 @@ fn empty_and_whitespace_lines_are_classified_as_empty_text() {
     assert_eq!(v.len(), 3);
     for x in &v {
         assert_eq!(x["tokens"], 2);
-        assert_eq!(x, &v[0], "all empty-after-cleaning inputs classify the same");
+        assert_eq!(
+            x, &v[0],
+            "all empty-after-cleaning inputs classify the same"
+        );
     }
 }
 
@@ -164,7 +194,10 @@ fn dev_null_as_model_fails() {
 
 #[test]
 fn missing_model_fails() {
-    let o = edgebert(&["classify", "--model", "/nonexistent/model.edgebert", "hi"], b"");
+    let o = edgebert(
+        &["classify", "--model", "/nonexistent/model.edgebert", "hi"],
+        b"",
+    );
     assert_fails(&o, "no such file");
 }
 
@@ -211,7 +244,11 @@ fn future_version_bundle_fails() {
 fn vocab_onnx_size_mismatch_fails() {
     let dir = common::scratch("cli-mismatch");
     common::copy_dir(&common::tiny_bert(), &dir);
-    std::fs::copy(common::fixture("tiny-bert-small-vocab").join("model.onnx"), dir.join("model.onnx")).expect("copy");
+    std::fs::copy(
+        common::fixture("tiny-bert-small-vocab").join("model.onnx"),
+        dir.join("model.onnx"),
+    )
+    .expect("copy");
     let o = edgebert(&["classify", "--model", p(&dir), "hi"], b"");
     assert_fails(&o, "mismatch");
 }
@@ -245,7 +282,18 @@ fn random_bytes_as_bundle_fail() {
 fn bench_rejects_impossible_seq_len() {
     let o = edgebert(&["bench", "--model", &model(), "--seq-len", "1000"], b"");
     assert_fails(&o, "seq-len");
-    let o = edgebert(&["bench", "--model", &model(), "--seq-len", "16", "--iters", "0"], b"");
+    let o = edgebert(
+        &[
+            "bench",
+            "--model",
+            &model(),
+            "--seq-len",
+            "16",
+            "--iters",
+            "0",
+        ],
+        b"",
+    );
     assert_fails(&o, "iters");
 }
 
@@ -255,8 +303,14 @@ fn usage_errors_exit_2_without_panic() {
     assert_eq!(o.code, Some(2), "{}", o.stderr);
     let o = edgebert(&["frobnicate"], b"");
     assert_eq!(o.code, Some(2), "{}", o.stderr);
-    let o = edgebert(&["classify", "--model", &model(), "--format", "yaml", "x"], b"");
+    let o = edgebert(
+        &["classify", "--model", &model(), "--format", "yaml", "x"],
+        b"",
+    );
     assert_eq!(o.code, Some(2), "{}", o.stderr);
-    let o = edgebert(&["tokenize", "--model", &model(), "--max-len", "1", "x"], b"");
+    let o = edgebert(
+        &["tokenize", "--model", &model(), "--max-len", "1", "x"],
+        b"",
+    );
     assert_fails(&o, "max-len");
 }

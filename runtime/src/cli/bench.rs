@@ -28,7 +28,10 @@ pub fn run(path: &Path, seq_len: usize, iters: usize, warmup: usize, format: For
     let mut session = Session::open_with(path, SessionOptions::default())?;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
     if seq_len < 2 || seq_len > session.max_len() {
-        bail!("--seq-len {seq_len} is outside 2..={} (the model's max_len)", session.max_len());
+        bail!(
+            "--seq-len {seq_len} is outside 2..={} (the model's max_len)",
+            session.max_len()
+        );
     }
     let text = synthetic_text(session.tokenizer(), seq_len)?;
     let t1 = Instant::now();

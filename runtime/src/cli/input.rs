@@ -32,7 +32,13 @@ pub fn for_each_input(
 ) -> Result<()> {
     if !texts.is_empty() {
         for (i, t) in texts.iter().enumerate() {
-            f(InputRef { number: i + 1, from_stdin: false }, t)?;
+            f(
+                InputRef {
+                    number: i + 1,
+                    from_stdin: false,
+                },
+                t,
+            )?;
         }
         return Ok(());
     }
@@ -53,7 +59,10 @@ pub fn for_each_input(
                 buf.pop();
             }
         }
-        let at = InputRef { number, from_stdin: true };
+        let at = InputRef {
+            number,
+            from_stdin: true,
+        };
         match std::str::from_utf8(&buf) {
             Ok(text) => f(at, text)?,
             Err(e) if lossy => {

@@ -48,12 +48,21 @@ pub fn run(path: &Path, format: Format) -> Result<()> {
     match format {
         Format::Json => println!("{v}"),
         Format::Text => {
-            println!("model:        {} ({kind}, {} bytes)", src.model_file.display(), src.file_size);
+            println!(
+                "model:        {} ({kind}, {} bytes)",
+                src.model_file.display(),
+                src.file_size
+            );
             println!("labels:       {}", h.labels.join(", "));
             println!("max_len:      {}", h.max_len);
             println!("vocab:        {} tokens", tok.vocab_size());
             println!("quantization: {}", h.quantization);
-            println!("onnx:         {} bytes, {} nodes, {} parameters", b.model.len(), summary.nodes, summary.parameters);
+            println!(
+                "onnx:         {} bytes, {} nodes, {} parameters",
+                b.model.len(),
+                summary.nodes,
+                summary.parameters
+            );
             for (n, f) in &summary.inputs {
                 println!("input:        {n} {f}");
             }

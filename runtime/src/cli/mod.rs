@@ -173,7 +173,8 @@ fn tokenize(a: TokenizeArgs) -> Result<()> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut line = String::new();
     input::for_each_input(&a.texts, a.lossy, |n, text| {
-        tok.encode_into(text, max_len, &mut enc).with_context(|| n.describe())?;
+        tok.encode_into(text, max_len, &mut enc)
+            .with_context(|| n.describe())?;
         line.clear();
         line.push_str("{\"input_ids\":");
         push_i64s(&mut line, &enc.input_ids);
@@ -205,7 +206,11 @@ fn push_i64s(s: &mut String, v: &[i64]) {
 }
 
 fn classify(a: ClassifyArgs) -> Result<()> {
-    let options = SessionOptions { eager: a.eager, max_len: a.max_len, ..Default::default() };
+    let options = SessionOptions {
+        eager: a.eager,
+        max_len: a.max_len,
+        ..Default::default()
+    };
     if a.max_len.is_some_and(|m| m < 2) {
         anyhow::bail!("--max-len must be at least 2 ([CLS] and [SEP])");
     }
@@ -214,7 +219,9 @@ fn classify(a: ClassifyArgs) -> Result<()> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut c = Classification::default();
     input::for_each_input(&a.texts, a.lossy, |n, text| {
-        session.classify_into(text, &mut c).with_context(|| n.describe())?;
+        session
+            .classify_into(text, &mut c)
+            .with_context(|| n.describe())?;
         match a.format {
             Format::Json => {
                 let v = serde_json::json!({
@@ -230,7 +237,11 @@ fn classify(a: ClassifyArgs) -> Result<()> {
             }
             Format::Text => {
                 let trunc = if c.truncated { ", truncated" } else { "" };
-                writeln!(out, "{}\t{:.4}\t({} tokens{trunc})", c.label, c.score, c.tokens)?;
+                writeln!(
+                    out,
+                    "{}\t{:.4}\t({} tokens{trunc})",
+                    c.label, c.score, c.tokens
+                )?;
             }
         }
         if n.from_stdin {

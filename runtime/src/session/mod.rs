@@ -36,7 +36,11 @@ pub struct SessionOptions {
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        SessionOptions { eager: false, max_len: None, passes: DEFAULT_PASSES.to_vec() }
+        SessionOptions {
+            eager: false,
+            max_len: None,
+            passes: DEFAULT_PASSES.to_vec(),
+        }
     }
 }
 
@@ -130,16 +134,23 @@ impl Session {
 
     /// Builds a session from an in-memory bundle (the ONNX bytes are dropped once parsed).
     pub fn from_bundle(bundle: Bundle, options: SessionOptions) -> Result<Session> {
-        let Bundle { header, model: bytes } = bundle;
+        let Bundle {
+            header,
+            model: bytes,
+        } = bundle;
         header.validate()?;
         let tokenizer = header.tokenizer()?;
-        let mut model =
-            guarded("parsing ONNX", || tract_onnx::onnx().model_for_read(&mut &bytes[..]))?;
+        let mut model = guarded("parsing ONNX", || {
+            tract_onnx::onnx().model_for_read(&mut &bytes[..])
+        })?;
         drop(bytes);
 
         // Inputs: map each graph input to the tensor we feed it.
         let mut input_kinds = Vec::new();
-        for outlet in model.input_outlets().map_err(|e| Error::model("inputs", e))? {
+        for outlet in model
+            .input_outlets()
+            .map_err(|e| Error::model("inputs", e))?
+        {
             let name = &model.node(outlet.node).name;
             let kind = match name.as_str() {
                 "input_ids" => InputKind::Ids,
@@ -158,7 +169,10 @@ impl Session {
         }
 
         // Output: the one named like the header says, or the only one.
-        let outputs = model.output_outlets().map_err(|e| Error::model("outputs", e))?.to_vec();
+        let outputs = model
+            .output_outlets()
+            .map_err(|e| Error::model("outputs", e))?
+            .to_vec();
         let named = outputs.iter().copied().find(|o| {
             model.outlet_label(*o) == Some(header.output_name.as_str())
                 || model.node(o.node).name == header.output_name
@@ -174,13 +188,19 @@ impl Session {
                 )))
             }
         };
-        model.select_output_outlets(&[output]).map_err(|e| Error::model("selecting output", e))?;
+        model
+            .select_output_outlets(&[output])
+            .map_err(|e| Error::model("selecting output", e))?;
 
         let embedding_rows = word_embedding_rows(&model);
         if let Some((tensor, rows)) = &embedding_rows {
             let vocab = tokenizer.vocab_size() as u64;
             if *rows < vocab {
-                return Err(Error::VocabMismatch { tensor: tensor.clone(), onnx: *rows, tokenizer: vocab });
+                return Err(Error::VocabMismatch {
+                    tensor: tensor.clone(),
+                    onnx: *rows,
+                    tokenizer: vocab,
+                });
             }
         }
 
@@ -190,7 +210,11 @@ impl Session {
             .max(2);
         let buckets = bucket_lengths(max_len)
             .into_iter()
-            .map(|seq_len| Bucket { seq_len, state: None, inputs: Vec::new() })
+            .map(|seq_len| Bucket {
+                seq_len,
+                state: None,
+                inputs: Vec::new(),
+            })
             .collect();
         let mut session = Session {
             header,
@@ -233,7 +257,10 @@ impl Session {
 
     /// Sequence-length buckets and whether each plan is built.
     pub fn buckets(&self) -> Vec<(usize, bool)> {
-        self.buckets.iter().map(|b| (b.seq_len, b.state.is_some())).collect()
+        self.buckets
+            .iter()
+            .map(|b| (b.seq_len, b.state.is_some()))
+            .collect()
     }
 
     /// Rows of the ONNX word-embedding table and its tensor name, when found in the graph.
@@ -269,7 +296,8 @@ impl Session {
         let n_inputs = self.input_kinds.len();
         let state = guarded(&context, move || {
             for ix in 0..n_inputs {
-                model.set_input_fact(ix, InferenceFact::dt_shape(i64::datum_type(), tvec!(1, s)))?;
+                model
+                    .set_input_fact(ix, InferenceFact::dt_shape(i64::datum_type(), tvec!(1, s)))?;
             }
             let mut typed = model.into_typed()?.into_decluttered()?;
             passes::apply(passes, &mut typed, header, s, PassStage::Decluttered)?;
@@ -278,7 +306,11 @@ impl Session {
             let plan = typed.into_runnable()?;
             let out = plan.model().output_fact(0)?;
             let shape = out.shape.as_concrete().map(|s| s.to_vec());
-            ensure!(out.datum_type == f32::datum_type(), "logits are {:?}, expected f32", out.datum_type);
+            ensure!(
+                out.datum_type == f32::datum_type(),
+                "logits are {:?}, expected f32",
+                out.datum_type
+            );
             let n_labels = header.labels.len();
             ensure!(
                 shape.as_deref() == Some(&[1, n_labels][..]),
@@ -312,12 +344,19 @@ impl Session {
     /// Classifies one text into `out`, reusing its buffers: once the bucket is built and `out`
     /// has grown, the only heap allocations left are tract's own.
     pub fn classify_into(&mut self, text: &str, out: &mut Classification) -> Result<()> {
-        self.tokenizer.encode_into(text, self.max_len, &mut self.enc)?;
+        self.tokenizer
+            .encode_into(text, self.max_len, &mut self.enc)?;
         let n = self.enc.input_ids.len();
         let truncated = self.enc.truncated;
         let b = self.bucket_index(n);
         self.prepare_bucket(b)?;
-        let Session { buckets, enc, input_kinds, header, .. } = self;
+        let Session {
+            buckets,
+            enc,
+            input_kinds,
+            header,
+            ..
+        } = self;
         let bucket = &mut buckets[b];
         let s = bucket.seq_len;
         let ids = &enc.input_ids[..n.min(s)];
@@ -325,11 +364,16 @@ impl Session {
         let mut values: TVec<TValue> = tvec!();
         for (arc, kind) in bucket.inputs.iter_mut().zip(input_kinds.iter()) {
             if Arc::get_mut(arc).is_none() {
-                *arc = Arc::new(Tensor::zero::<i64>(&[1, s]).map_err(|e| Error::model("input", e))?);
+                *arc =
+                    Arc::new(Tensor::zero::<i64>(&[1, s]).map_err(|e| Error::model("input", e))?);
             }
             if let Some(t) = Arc::get_mut(arc) {
-                let mut view = t.try_as_plain_ram_mut().map_err(|e| Error::model("input", e))?;
-                let dst = view.as_slice_mut::<i64>().map_err(|e| Error::model("input", e))?;
+                let mut view = t
+                    .try_as_plain_ram_mut()
+                    .map_err(|e| Error::model("input", e))?;
+                let dst = view
+                    .as_slice_mut::<i64>()
+                    .map_err(|e| Error::model("input", e))?;
                 let src: &[i64] = match kind {
                     InputKind::Ids => ids,
                     InputKind::Mask => mask,
@@ -355,16 +399,23 @@ impl Session {
         out.logits.extend_from_slice(logits);
         drop(outputs);
         softmax_into(&out.logits, &mut out.probs);
-        let (label_id, score) = out
-            .probs
-            .iter()
-            .copied()
-            .enumerate()
-            .fold((0, f32::NEG_INFINITY), |best, (i, p)| if p > best.1 { (i, p) } else { best });
+        let (label_id, score) =
+            out.probs
+                .iter()
+                .copied()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (i, p)| {
+                    if p > best.1 {
+                        (i, p)
+                    } else {
+                        best
+                    }
+                });
         out.label_id = label_id;
         out.score = score;
         out.label.clear();
-        out.label.push_str(header.labels.get(label_id).map_or("", String::as_str));
+        out.label
+            .push_str(header.labels.get(label_id).map_or("", String::as_str));
         out.tokens = n;
         out.truncated = truncated;
         Ok(())
@@ -380,7 +431,9 @@ pub fn synthetic_text(tok: &Tokenizer, tokens: usize) -> Result<String> {
         .filter(|t| t.len() >= 2 && t.bytes().all(|b| b.is_ascii_lowercase()))
         .find(|t| tok.encode_into(t, 8, &mut enc).is_ok() && enc.input_ids.len() == 3)
         .ok_or_else(|| {
-            Error::InvalidArgument("vocabulary has no lowercase whole-word token to build a text from".into())
+            Error::InvalidArgument(
+                "vocabulary has no lowercase whole-word token to build a text from".into(),
+            )
         })?;
     let text = vec![word; tokens.saturating_sub(2)].join(" ");
     tok.encode_into(&text, tokens.max(2), &mut enc)?;
@@ -410,7 +463,12 @@ pub fn softmax_into(logits: &[f32], probs: &mut Vec<f32>) {
 
 /// Finds the word-embedding `Gather` fed by `input_ids` and returns its weight's name and rows.
 fn word_embedding_rows(model: &InferenceModel) -> Option<(String, u64)> {
-    let ids_node = model.input_outlets().ok()?.iter().find(|o| model.node(o.node).name == "input_ids")?.node;
+    let ids_node = model
+        .input_outlets()
+        .ok()?
+        .iter()
+        .find(|o| model.node(o.node).name == "input_ids")?
+        .node;
     // Walk a few steps downstream (through Cast/Reshape/Unsqueeze) to the first Gather.
     let mut frontier = vec![ids_node];
     for _ in 0..4 {
@@ -456,8 +514,13 @@ pub struct OnnxSummary {
 
 /// Parses ONNX bytes with tract (no optimization) and summarizes the graph.
 pub fn inspect_onnx(bytes: &[u8]) -> Result<OnnxSummary> {
-    let model = guarded("parsing ONNX", || tract_onnx::onnx().model_for_read(&mut &bytes[..]))?;
-    let mut s = OnnxSummary { nodes: model.nodes().len(), ..Default::default() };
+    let model = guarded("parsing ONNX", || {
+        tract_onnx::onnx().model_for_read(&mut &bytes[..])
+    })?;
+    let mut s = OnnxSummary {
+        nodes: model.nodes().len(),
+        ..Default::default()
+    };
     for node in model.nodes() {
         let op = node.op().name().to_string();
         if op == "Source" {
@@ -472,12 +535,26 @@ pub fn inspect_onnx(bytes: &[u8]) -> Result<OnnxSummary> {
         }
         *s.op_histogram.entry(op).or_default() += 1;
     }
-    let fact = |o: OutletId| model.outlet_fact(o).map(|f| format!("{f:?}")).unwrap_or_default();
-    for o in model.input_outlets().map_err(|e| Error::model("inputs", e))? {
+    let fact = |o: OutletId| {
+        model
+            .outlet_fact(o)
+            .map(|f| format!("{f:?}"))
+            .unwrap_or_default()
+    };
+    for o in model
+        .input_outlets()
+        .map_err(|e| Error::model("inputs", e))?
+    {
         s.inputs.push((model.node(o.node).name.clone(), fact(*o)));
     }
-    for o in model.output_outlets().map_err(|e| Error::model("outputs", e))? {
-        let name = model.outlet_label(*o).unwrap_or(&model.node(o.node).name).to_string();
+    for o in model
+        .output_outlets()
+        .map_err(|e| Error::model("outputs", e))?
+    {
+        let name = model
+            .outlet_label(*o)
+            .unwrap_or(&model.node(o.node).name)
+            .to_string();
         s.outputs.push((name, fact(*o)));
     }
     s.embedding = word_embedding_rows(&model);

@@ -50,7 +50,11 @@ pub fn apply(
     seq_len: usize,
     stage: PassStage,
 ) -> TractResult<()> {
-    let ctx = PassContext { header, seq_len, stage };
+    let ctx = PassContext {
+        header,
+        seq_len,
+        stage,
+    };
     for pass in passes.iter().filter(|p| p.stage == stage) {
         (pass.run)(model, &ctx).with_context(|| format!("model pass {:?}", pass.name))?;
     }

@@ -5,7 +5,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// `runtime/tests/fixtures/<name>`.
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
+        .join(name)
 }
 
 /// The tiny BERT export directory made by scripts/make_test_onnx.py.
@@ -48,7 +51,11 @@ pub fn reference() -> (usize, Vec<String>, Vec<RefCase>) {
     let text = std::fs::read_to_string(tiny_bert().join("reference.json")).expect("reference.json");
     let v: serde_json::Value = serde_json::from_str(&text).expect("reference.json is JSON");
     let ints = |v: &serde_json::Value| -> Vec<i64> {
-        v.as_array().expect("array").iter().map(|x| x.as_i64().expect("int")).collect()
+        v.as_array()
+            .expect("array")
+            .iter()
+            .map(|x| x.as_i64().expect("int"))
+            .collect()
     };
     let cases = v["cases"]
         .as_array()
@@ -73,5 +80,9 @@ pub fn reference() -> (usize, Vec<String>, Vec<RefCase>) {
         .iter()
         .map(|l| l.as_str().expect("label").to_string())
         .collect();
-    (v["max_len"].as_u64().expect("max_len") as usize, labels, cases)
+    (
+        v["max_len"].as_u64().expect("max_len") as usize,
+        labels,
+        cases,
+    )
 }
