@@ -191,7 +191,8 @@ fn invalid_headers_name_the_field() {
         encode_unchecked(&b.header, &b.model),
         b.to_bytes().expect("encode")
     );
-    let cases: Vec<(&str, Box<dyn Fn(&mut BundleHeader)>)> = vec![
+    type Tamper = Box<dyn Fn(&mut BundleHeader)>;
+    let cases: Vec<(&str, Tamper)> = vec![
         ("labels", Box::new(|h| h.labels.clear())),
         ("labels", Box::new(|h| h.labels[1].clear())),
         ("max_len", Box::new(|h| h.max_len = 1)),
