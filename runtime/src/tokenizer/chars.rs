@@ -143,8 +143,8 @@ mod tests {
         assert!(!is_bert_whitespace('a'));
         assert!(is_bert_control('\u{200B}') && is_bert_control('\u{7F}'));
         assert!(!is_bert_control('\n') && !is_bert_control('a'));
-        // unicode_categories lists only the endpoints of the private-use ranges.
-        assert!(is_bert_control('\u{E000}') && !is_bert_control('\u{E001}'));
+        // Private use (Co) counts as control, the whole ranges.
+        assert!(is_bert_control('\u{E001}') && is_bert_control('\u{F0ABC}'));
         assert!(is_removed_by_clean('\0') && is_removed_by_clean('\u{FFFD}'));
     }
 

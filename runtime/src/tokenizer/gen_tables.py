@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Regenerates tables.rs from the exact Unicode tables the `tokenizers` crate uses.
 
-tokenizers 0.23 classifies chars with `unicode_categories` 0.1.1 (whose tables list
-only the first/last code point of UnicodeData.txt ranges, e.g. private use) and runs
+tokenizers 0.23 classifies chars with `unicode_categories` 0.1.1 (Unicode 8-era tables:
+chars assigned since are not Mn/P*/Cc/Cf there) and runs
 NFD with `unicode-normalization-alignments` 0.1.12 (Unicode 9.0). Parity needs the same
 sets, so we convert those crates' tables to compact range tables here.
 `runtime/tests/tokenizer_tables.rs` checks every code point against both crates.
@@ -29,7 +29,10 @@ def ranges(cps):
             out.append([c, c])
     return out
 
-other = cat_table("OTHER_CONTROL") + cat_table("OTHER_FORMAT") + cat_table("OTHER_PRIVATE_USE")
+# is_other_private_use matches the three private-use ranges in code (its table holds only
+# their endpoints), so use the full ranges here.
+private_use = list(range(0xE000, 0xF8FF + 1)) + list(range(0xF0000, 0xFFFFD + 1)) + list(range(0x100000, 0x10FFFD + 1))
+other = cat_table("OTHER_CONTROL") + cat_table("OTHER_FORMAT") + private_use
 punct = []
 for t in ["PUNCTUATION_CONNECTOR", "PUNCTUATION_DASH", "PUNCTUATION_CLOSE", "PUNCTUATION_FINAL_QUOTE",
           "PUNCTUATION_INITIAL_QUOTE", "PUNCTUATION_OTHER", "PUNCTUATION_OPEN"]:
