@@ -18,7 +18,8 @@ fn minilm(shared: &Path) -> std::path::PathBuf {
 fn minilm_ours(shared: &Path) -> Tokenizer {
     #[cfg(feature = "std")]
     {
-        Tokenizer::from_tokenizer_json(&minilm(shared).join("tokenizer.json")).expect("ours from tokenizer.json")
+        Tokenizer::from_tokenizer_json(&minilm(shared).join("tokenizer.json"))
+            .expect("ours from tokenizer.json")
     }
     #[cfg(not(feature = "std"))]
     {
