@@ -67,7 +67,8 @@ fn classify_per_bucket(c: &mut Criterion) {
             }
         };
         let mut group = c.benchmark_group(format!("classify/{name}"));
-        for s in SEQ_LENS.into_iter().filter(|&s| s <= session.max_len()) {
+        let max_len = session.max_len();
+        for s in SEQ_LENS.into_iter().filter(|&s| s <= max_len) {
             let text = match synthetic_text(session.tokenizer(), s) {
                 Ok(t) => t,
                 Err(e) => {

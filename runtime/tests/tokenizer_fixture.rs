@@ -163,9 +163,7 @@ fn fixture_config_errors_are_clear() {
         unk_token: "<unk>".into(),
         ..TokenizerConfig::default()
     };
-    let e = Tokenizer::new(&vocab, cfg)
-        .err()
-        .expect("missing unk must fail");
+    let e = Tokenizer::new(&vocab, cfg).expect_err("missing unk must fail");
     assert!(matches!(
         e,
         TokenizerError::MissingToken {
@@ -178,9 +176,7 @@ fn fixture_config_errors_are_clear() {
         max_input_chars_per_word: 1000,
         ..TokenizerConfig::default()
     };
-    let e = Tokenizer::new(&vocab, cfg)
-        .err()
-        .expect("too large must fail");
+    let e = Tokenizer::new(&vocab, cfg).expect_err("too large must fail");
     assert!(e.to_string().contains("max_input_chars_per_word"), "{e}");
     assert!(Tokenizer::new("", TokenizerConfig::default()).is_err());
 }
@@ -192,8 +188,7 @@ fn fixture_missing_vocab_file_names_the_path() {
         &PathBuf::from("/nonexistent/vocab.txt"),
         TokenizerConfig::default(),
     )
-    .err()
-    .expect("missing file");
+    .expect_err("missing file");
     assert!(e.to_string().contains("/nonexistent/vocab.txt"), "{e}");
 }
 
@@ -307,7 +302,7 @@ fn fixture_hf_dir_with_vocab_txt_and_config() {
         named(&t, &["[CLS]", "[UNK]", "[SEP]"])
     );
     let empty = temp_dir("empty");
-    let e = Tokenizer::from_hf_dir(&empty).err().expect("empty dir");
+    let e = Tokenizer::from_hf_dir(&empty).expect_err("empty dir");
     assert!(
         e.to_string().contains("no tokenizer.json or vocab.txt"),
         "{e}"
@@ -350,17 +345,13 @@ fn fixture_non_bert_tokenizer_json_is_a_clear_error() {
         v[field] = value;
         let path = dir.join(format!("{field}.json"));
         std::fs::write(&path, v.to_string()).expect("write");
-        let e = Tokenizer::from_tokenizer_json(&path)
-            .err()
-            .expect("must fail");
+        let e = Tokenizer::from_tokenizer_json(&path).expect_err("must fail");
         let msg = e.to_string();
         assert!(msg.contains(name) && msg.contains(field), "{msg}");
         v[field] = orig;
     }
     std::fs::write(dir.join("bad.json"), "{not json").expect("write");
-    let e = Tokenizer::from_tokenizer_json(&dir.join("bad.json"))
-        .err()
-        .expect("bad json");
+    let e = Tokenizer::from_tokenizer_json(&dir.join("bad.json")).expect_err("bad json");
     assert!(e.to_string().contains("invalid JSON"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
