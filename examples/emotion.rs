@@ -6,7 +6,8 @@
 //!     --data ../shared/data/emotion --out runs/emotion
 //! ```
 //! Leaves `OUT/extract/` (recipe 1), `OUT/finetuned/` (Hugging Face layout) and
-//! `OUT/export/model.edgebert` (plus `model.fp32.onnx`, `model.int8.onnx`).
+//! `OUT/export/model.edgebert` (the int8 model; plus `model.fp32.edgebert`, `model.fp32.onnx`,
+//! `model.int8.onnx`).
 use anyhow::Context;
 use clap::Parser;
 use edgebert_runtime::Session;
@@ -119,6 +120,12 @@ fn main() -> anyhow::Result<()> {
         println!(
             "export: runtime accuracy {:.4} = candle {:.4} on {} validation texts",
             v.runtime_accuracy, v.candle_accuracy, v.n
+        );
+    }
+    if let Some(v) = &x.int8 {
+        println!(
+            "export: int8 runtime accuracy {:.4} (fp32 candle {:.4}), label agreement {:.4}",
+            v.runtime_accuracy, v.candle_accuracy, v.agreement
         );
     }
 

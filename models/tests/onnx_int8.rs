@@ -286,3 +286,98 @@ fn int8_pytorch_fixtures_close_to_reference_in_tract() {
         }
     }
 }
+
+/// The runtime's fallback for CPUs without int8 dot products: every exported Linear block is
+/// rewritten to an fp32 MatMul over the dequantized weight; the result stays within int8 error of
+/// fp32 and close to the native int8 graph (they differ only by activation quantization).
+#[test]
+fn runtime_dequantize_fallback_rewrites_every_linear() {
+    use edgebert_runtime::session::int8::{apply, Int8Mode, Int8Path};
+    for arch in [Architecture::DistilBert, Architecture::Bert] {
+        let cfg = tiny_config(arch, "gelu");
+        let w = random_weights(&cfg, 3, 43);
+        let q = export_classifier(&cfg, &w, &int8(WeightScales::PerChannel)).unwrap();
+        let f = export_classifier(&cfg, &w, &ExportOptions::default()).unwrap();
+
+        // fp32 models and Native mode are left untouched.
+        let mut fp = ModelProto::decode(&f[..]).unwrap();
+        assert_eq!(apply(&mut fp, Int8Mode::Dequantize), Int8Path::NotInt8);
+        assert_eq!(fp.encode_to_vec(), f);
+        let mut native = ModelProto::decode(&q[..]).unwrap();
+        assert_eq!(apply(&mut native, Int8Mode::Native), Int8Path::Native);
+        assert_eq!(native.encode_to_vec(), q);
+
+        let mut proto = ModelProto::decode(&q[..]).unwrap();
+        let linears = 6 * cfg.num_layers + 2;
+        assert_eq!(
+            apply(&mut proto, Int8Mode::Dequantize),
+            Int8Path::Dequantized(linears)
+        );
+        let g = proto.graph.as_ref().unwrap();
+        let count = |op: &str| g.node.iter().filter(|n| n.op_type == op).count();
+        assert_eq!(count("MatMulInteger"), 0);
+        assert_eq!(count("DynamicQuantizeLinear"), 0, "dead quantizers pruned");
+        assert_eq!(count("MatMul"), 2 * cfg.num_layers + linears);
+        // the embedding tables stay int8 (dequantized per looked-up row)
+        assert!(g
+            .initializer
+            .iter()
+            .any(|t| t.data_type == DataType::Int8 as i32));
+        let d = proto.encode_to_vec();
+        let (mut vs_fp32, mut vs_native, mut native_vs_fp32, mut mag) = (0f32, 0f32, 0f32, 0f32);
+        for case in standard_cases(cfg.vocab_size) {
+            let a = tract_logits(&d, &case).unwrap();
+            let b = tract_logits(&f, &case).unwrap();
+            let n = tract_logits(&q, &case).unwrap();
+            vs_fp32 = vs_fp32.max(max_abs_diff(&a, &b));
+            vs_native = vs_native.max(max_abs_diff(&a, &n));
+            native_vs_fp32 = native_vs_fp32.max(max_abs_diff(&n, &b));
+            mag = mag.max(max_abs(&b));
+        }
+        eprintln!(
+            "{arch:?}: dequantized vs fp32 {vs_fp32:.4}, vs native int8 {vs_native:.4}, native vs fp32 {native_vs_fp32:.4} (max |logit| {mag:.3})"
+        );
+        assert!(vs_fp32 > 0.0, "weights were not quantized at all?");
+        assert!(vs_fp32 < 0.1 * mag.max(1.0), "{arch:?}: {vs_fp32} vs {mag}");
+        // Only activation quantization separates the two int8 paths: without it the dequantized
+        // graph is at least as close to fp32 as the native one (up to rounding noise).
+        assert!(
+            vs_fp32 <= native_vs_fp32 * 1.5 + 1e-4,
+            "{vs_fp32} vs {native_vs_fp32}"
+        );
+        assert!(vs_native < 0.1 * mag.max(1.0), "{vs_native} vs {mag}");
+    }
+}
+
+/// A block that does not match the exporter's form exactly (here: a nonzero weight zero point)
+/// is left on the integer path; the others are still rewritten.
+#[test]
+fn runtime_dequantize_fallback_skips_unexpected_blocks() {
+    use edgebert_runtime::session::int8::{apply, count_matmul_integer, Int8Mode, Int8Path};
+    let cfg = tiny_config(Architecture::Bert, "gelu");
+    let w = random_weights(&cfg, 3, 47);
+    let q = export_classifier(&cfg, &w, &int8(WeightScales::PerChannel)).unwrap();
+    let mut proto = ModelProto::decode(&q[..]).unwrap();
+    let g = proto.graph.as_mut().unwrap();
+    let mmi = g
+        .node
+        .iter()
+        .find(|n| n.op_type == "MatMulInteger")
+        .unwrap()
+        .clone();
+    let zp = g
+        .initializer
+        .iter_mut()
+        .find(|t| t.name == mmi.input[3])
+        .unwrap();
+    zp.raw_data = vec![1];
+    let linears = 6 * cfg.num_layers + 2;
+    assert_eq!(
+        apply(&mut proto, Int8Mode::Dequantize),
+        Int8Path::Dequantized(linears - 1)
+    );
+    assert_eq!(count_matmul_integer(&proto), 1);
+    // still a valid graph that tract runs
+    let case = &standard_cases(cfg.vocab_size)[0];
+    tract_logits(&proto.encode_to_vec(), case).unwrap();
+}

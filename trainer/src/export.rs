@@ -1,7 +1,9 @@
 //! `edgebert-train export`: a fine-tuned HF directory to `model.fp32.onnx` (+ `model.int8.onnx`),
-//! the runtime bundle `model.edgebert` (written with the runtime's own `BundleWriter`),
-//! `config.json` and the tokenizer files; then proof: the runtime classifies the validation file
-//! and its accuracy must equal candle's within 0.1 point (fp32).
+//! the runtime bundle `model.edgebert` (written with the runtime's own `BundleWriter`; it carries
+//! the int8 model by default, the fp32 one with `--quantize none`), `config.json` and the tokenizer
+//! files; then proof: the runtime classifies the validation file and its fp32 accuracy must equal
+//! candle's within 0.1 point. With int8, the fp32 bundle is kept as `model.fp32.edgebert` and the
+//! int8 accuracy and label agreement are reported beside it.
 use crate::data::{find_split_file, load_file_with_labels, Encoded, TextEncoder};
 use crate::error::{Result, TrainError};
 use crate::eval::{load_trained, predict};
@@ -26,8 +28,9 @@ pub struct ExportOpts {
     pub data: Option<PathBuf>,
     /// Bundle `max_len` (tokens with `[CLS]`/`[SEP]`).
     pub max_len: usize,
-    /// Also write `model.int8.onnx` and `model.int8.edgebert`.
-    pub int8: bool,
+    /// Quantize the shipped model: `Int8` (default) writes `model.int8.onnx` and makes
+    /// `model.edgebert` carry it (the fp32 bundle stays as `model.fp32.edgebert`); `None` ships fp32.
+    pub quantize: Quantization,
     /// Skip the runtime verification.
     pub skip_verify: bool,
     /// Verify on the first N examples only.
@@ -43,7 +46,7 @@ impl Default for ExportOpts {
             out: PathBuf::new(),
             data: None,
             max_len: 128,
-            int8: true,
+            quantize: Quantization::Int8,
             skip_verify: false,
             max_verify_samples: None,
             progress: true,
@@ -139,10 +142,13 @@ pub fn export(o: &ExportOpts) -> Result<ExportSummary> {
         TrainError::Export(format!("{}: runtime tokenizer: {e}", files.dir.display()))
     })?;
     let mut written = Vec::new();
-    let mut variants = vec![(Quantization::None, "fp32", "model.edgebert")];
-    if o.int8 {
-        variants.push((Quantization::Int8, "int8", "model.int8.edgebert"));
-    }
+    let variants = match o.quantize {
+        Quantization::None => vec![(Quantization::None, "fp32", "model.edgebert")],
+        Quantization::Int8 => vec![
+            (Quantization::None, "fp32", "model.fp32.edgebert"),
+            (Quantization::Int8, "int8", "model.edgebert"),
+        ],
+    };
     let mut bundles = Vec::new();
     for (q, tag, bundle_name) in variants {
         let eo = ExportOptions {

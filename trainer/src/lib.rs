@@ -17,4 +17,6 @@ pub mod optimizer;
 pub mod plot;
 pub mod schedule;
 
+/// Weight format of an exported model (re-exported from the models crate).
+pub use edgebert_models::onnx::Quantization;
 pub use error::{Result, TrainError};

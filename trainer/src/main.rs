@@ -6,6 +6,7 @@ use edgebert_trainer::eval::{evaluate_dir, EvaluateOptions};
 use edgebert_trainer::export::{export, ExportOpts};
 use edgebert_trainer::extract::{extract, ExtractOptions};
 use edgebert_trainer::finetune::{finetune, BestMetric, FinetuneOptions};
+use edgebert_trainer::Quantization;
 use std::path::PathBuf;
 
 /// Train text classifiers on the host: feature extraction + logistic regression, fine-tuning,
@@ -142,6 +143,14 @@ struct FinetuneArgs {
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum QuantizeArg {
+    /// int8 weights (per-channel scales), dynamically quantized activations.
+    Int8,
+    /// fp32 throughout.
+    None,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
 enum Format {
     Text,
     Json,
@@ -186,9 +195,11 @@ struct ExportArgs {
     /// Bundle max_len (tokens including [CLS]/[SEP]).
     #[arg(long, default_value_t = 128)]
     max_len: usize,
-    /// Do not write the int8 model and bundle.
-    #[arg(long)]
-    no_int8: bool,
+    /// Weights of the shipped model: `int8` writes model.int8.onnx (int8 weights, dynamically
+    /// quantized activations) and makes model.edgebert carry it, keeping the fp32 bundle as
+    /// model.fp32.edgebert; `none` makes model.edgebert the fp32 model.
+    #[arg(long, value_enum, default_value = "int8")]
+    quantize: QuantizeArg,
     /// Skip the runtime-vs-candle verification.
     #[arg(long)]
     skip_verify: bool,
@@ -303,7 +314,10 @@ fn main() -> anyhow::Result<()> {
                 out: a.out,
                 data: a.data,
                 max_len: a.max_len,
-                int8: !a.no_int8,
+                quantize: match a.quantize {
+                    QuantizeArg::Int8 => Quantization::Int8,
+                    QuantizeArg::None => Quantization::None,
+                },
                 skip_verify: a.skip_verify,
                 max_verify_samples: a.max_verify_samples,
                 progress: !a.quiet,
@@ -320,7 +334,7 @@ fn main() -> anyhow::Result<()> {
             }
             if let Some(v) = &s.int8 {
                 println!(
-                    "int8 bundle: runtime accuracy {:.4} (fp32 candle {:.4}), agreement {:.4}",
+                    "int8 bundle: runtime accuracy {:.4} (fp32 candle {:.4}), label agreement with candle fp32 {:.4}",
                     v.runtime_accuracy, v.candle_accuracy, v.agreement
                 );
             }

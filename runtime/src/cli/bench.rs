@@ -5,7 +5,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 
-use edgebert_runtime::session::{synthetic_text, Classification, Session, SessionOptions};
+use edgebert_runtime::session::{
+    synthetic_text, Classification, Int8Mode, Session, SessionOptions,
+};
 use edgebert_runtime::tokenizer::SeqEncoding;
 
 use super::alloc_counter::allocations;
@@ -20,12 +22,23 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 }
 
 /// Runs the benchmark and prints one result.
-pub fn run(path: &Path, seq_len: usize, iters: usize, warmup: usize, format: Format) -> Result<()> {
+pub fn run(
+    path: &Path,
+    seq_len: usize,
+    iters: usize,
+    warmup: usize,
+    format: Format,
+    int8: Int8Mode,
+) -> Result<()> {
     if iters == 0 {
         bail!("--iters must be at least 1");
     }
     let t0 = Instant::now();
-    let mut session = Session::open_with(path, SessionOptions::default())?;
+    let options = SessionOptions {
+        int8,
+        ..Default::default()
+    };
+    let mut session = Session::open_with(path, options)?;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
     if seq_len < 2 || seq_len > session.max_len() {
         bail!(
@@ -71,6 +84,7 @@ pub fn run(path: &Path, seq_len: usize, iters: usize, warmup: usize, format: For
         "tokenizer_allocs_per_call": tok_allocs,
         "load_ms": load_ms,
         "plan_ms": plan_ms,
+        "int8_path": session.int8_path().describe(),
     });
     match format {
         Format::Json => println!("{v}"),

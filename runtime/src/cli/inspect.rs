@@ -5,6 +5,7 @@ use anyhow::Result;
 
 use edgebert_runtime::model_source::{ModelSource, SourceKind};
 use edgebert_runtime::session::inspect_onnx;
+use edgebert_runtime::session::int8::cpu_has_int8_dot;
 
 use super::Format;
 
@@ -20,6 +21,12 @@ pub fn run(path: &Path, format: Format) -> Result<()> {
         SourceKind::Bundle => "bundle",
         SourceKind::ExportDir => "export-dir",
     };
+    // What a session would do with this model on this CPU (see `classify --int8`).
+    let int8_path = match summary.op_histogram.contains_key("MatMulInteger") {
+        false => "fp32 model",
+        true if cpu_has_int8_dot() => "int8 kernels (this CPU has int8 dot-product instructions)",
+        true => "int8 weights dequantized to fp32 at load (this CPU has no int8 dot-product instructions)",
+    };
     let v = serde_json::json!({
         "path": path.display().to_string(),
         "kind": kind,
@@ -32,6 +39,7 @@ pub fn run(path: &Path, format: Format) -> Result<()> {
         "input_names": h.input_names,
         "output_name": h.output_name,
         "quantization": h.quantization,
+        "int8_path": int8_path,
         "model_format": h.model_format,
         "tokenizer": h.tokenizer,
         "metadata": h.metadata,
@@ -57,6 +65,7 @@ pub fn run(path: &Path, format: Format) -> Result<()> {
             println!("max_len:      {}", h.max_len);
             println!("vocab:        {} tokens", tok.vocab_size());
             println!("quantization: {}", h.quantization);
+            println!("int8 path:    {int8_path}");
             println!(
                 "onnx:         {} bytes, {} nodes, {} parameters",
                 b.model.len(),

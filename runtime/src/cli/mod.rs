@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use edgebert_runtime::model_source::open_tokenizer;
-use edgebert_runtime::session::{Classification, Session, SessionOptions};
+use edgebert_runtime::session::{Classification, Int8Mode, Session, SessionOptions};
 use edgebert_runtime::tokenizer::SeqEncoding;
 
 const INPUT_HELP: &str = "\
@@ -91,6 +91,10 @@ struct ClassifyArgs {
     /// Cap on tokens per input (default and maximum: the model's max_len); longer texts are truncated.
     #[arg(long, value_name = "N")]
     max_len: Option<usize>,
+    /// int8 models: `auto` uses integer kernels where the CPU has int8 dot products (AVX-512 VNNI,
+    /// ARM dotprod) and dequantizes the weights to fp32 at load elsewhere; `native`/`dequantize` force one.
+    #[arg(long, value_enum, default_value_t = Int8Arg::Auto)]
+    int8: Int8Arg,
     /// Texts to classify; none: read one text per stdin line.
     #[arg(value_name = "TEXT")]
     texts: Vec<String>,
@@ -113,6 +117,30 @@ struct BenchArgs {
     /// Output format: text (default) or json (one object).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// int8 models: auto, native (integer kernels) or dequantize (fp32 weights at load); see classify.
+    #[arg(long, value_enum, default_value_t = Int8Arg::Auto)]
+    int8: Int8Arg,
+}
+
+/// `--int8` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Int8Arg {
+    /// Integer kernels where the CPU has int8 dot products, dequantized fp32 weights elsewhere.
+    Auto,
+    /// Always the integer kernels (MatMulInteger).
+    Native,
+    /// Always dequantize int8 weights to fp32 at load.
+    Dequantize,
+}
+
+impl From<Int8Arg> for Int8Mode {
+    fn from(a: Int8Arg) -> Int8Mode {
+        match a {
+            Int8Arg::Auto => Int8Mode::Auto,
+            Int8Arg::Native => Int8Mode::Native,
+            Int8Arg::Dequantize => Int8Mode::Dequantize,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -157,7 +185,14 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Tokenize(a) => tokenize(a),
         Command::Classify(a) => classify(a),
-        Command::Bench(a) => bench::run(&a.model, a.seq_len, a.iters, a.warmup, a.format),
+        Command::Bench(a) => bench::run(
+            &a.model,
+            a.seq_len,
+            a.iters,
+            a.warmup,
+            a.format,
+            a.int8.into(),
+        ),
         Command::Inspect(a) => inspect::run(&a.model, a.format),
     }
 }
@@ -209,6 +244,7 @@ fn classify(a: ClassifyArgs) -> Result<()> {
     let options = SessionOptions {
         eager: a.eager,
         max_len: a.max_len,
+        int8: a.int8.into(),
         ..Default::default()
     };
     if a.max_len.is_some_and(|m| m < 2) {

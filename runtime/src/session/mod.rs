@@ -5,6 +5,7 @@
 //! most doubles the work. Each bucket's plan is built on first use (lazy, the default, since
 //! optimizing a MiniLM-sized graph takes hundreds of milliseconds) or all at load
 //! ([`SessionOptions::eager`]). Graph rewrites go in [`passes`], not here.
+pub mod int8;
 pub mod passes;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -18,6 +19,7 @@ use crate::bundle::{Bundle, BundleHeader};
 use crate::error::{Error, Result};
 use crate::model_source::ModelSource;
 use crate::tokenizer::{SeqEncoding, Tokenizer};
+pub use int8::{Int8Mode, Int8Path};
 use passes::{ModelPass, PassStage, DEFAULT_PASSES};
 
 /// Smallest sequence bucket.
@@ -32,6 +34,8 @@ pub struct SessionOptions {
     pub max_len: Option<usize>,
     /// Graph passes applied to each bucket (defaults to [`DEFAULT_PASSES`]).
     pub passes: Vec<ModelPass>,
+    /// How an int8 model runs (integer kernels, or weights dequantized to fp32 at load).
+    pub int8: Int8Mode,
 }
 
 impl Default for SessionOptions {
@@ -40,6 +44,7 @@ impl Default for SessionOptions {
             eager: false,
             max_len: None,
             passes: DEFAULT_PASSES.to_vec(),
+            int8: Int8Mode::default(),
         }
     }
 }
@@ -90,6 +95,7 @@ pub struct Session {
     passes: Vec<ModelPass>,
     enc: Box<SeqEncoding>,
     embedding_rows: Option<(String, u64)>,
+    int8_path: Int8Path,
 }
 
 /// Runs third-party code on untrusted data, turning a panic into an error.
@@ -140,10 +146,14 @@ impl Session {
         } = bundle;
         header.validate()?;
         let tokenizer = header.tokenizer()?;
-        let mut model = guarded("parsing ONNX", || {
-            tract_onnx::onnx().model_for_read(&mut &bytes[..])
+        let onnx = tract_onnx::onnx();
+        let mut proto = guarded("parsing ONNX", || {
+            onnx.proto_model_for_read(&mut &bytes[..])
         })?;
         drop(bytes);
+        let int8_path = int8::apply(&mut proto, options.int8);
+        let mut model = guarded("parsing ONNX", || onnx.model_for_proto_model(&proto))?;
+        drop(proto);
 
         // Inputs: map each graph input to the tensor we feed it.
         let mut input_kinds = Vec::new();
@@ -226,6 +236,7 @@ impl Session {
             passes: options.passes,
             enc: Box::default(),
             embedding_rows,
+            int8_path,
         };
         if options.eager {
             for b in 0..session.buckets.len() {
@@ -248,6 +259,11 @@ impl Session {
     /// The tokenizer.
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
+    }
+
+    /// How the int8 Linear layers run on this CPU (or that the model is fp32).
+    pub fn int8_path(&self) -> Int8Path {
+        self.int8_path
     }
 
     /// Maximum tokens per input (longer texts are truncated).

@@ -1,0 +1,333 @@
+//! The int8 path choice: run the int8 graph on tract's integer kernels where the CPU has int8
+//! dot-product instructions, or dequantize the Linear weights to fp32 at load time elsewhere.
+//!
+//! tract's int8 GEMM beats its fp32 GEMM only with dot-product instructions (x86 AVX-512 VNNI,
+//! ARM `dotprod`); on a plain AVX2 x86 it is about 2× slower than fp32. There the bundle stays
+//! 4× smaller on disk, and at load every `DynamicQuantizeLinear → MatMulInteger → Cast → Mul`
+//! block (the form `edgebert-models` emits for a Linear) becomes one fp32 `MatMul` with the
+//! dequantized weight `codes × scale`. The rewrite works on the ONNX protobuf before tract
+//! parses it; a block that does not match exactly is left as it is.
+use std::collections::{HashMap, HashSet};
+
+use tract_onnx::pb::tensor_proto::DataType;
+use tract_onnx::pb::{GraphProto, ModelProto, NodeProto, TensorProto};
+
+/// How a session runs an int8 model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Int8Mode {
+    /// Native int8 where the CPU has int8 dot products, dequantized fp32 elsewhere.
+    #[default]
+    Auto,
+    /// Always tract's integer kernels (MatMulInteger).
+    Native,
+    /// Always dequantize the Linear weights to fp32 at load.
+    Dequantize,
+}
+
+/// The path a session took for its int8 Linear layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Int8Path {
+    /// The model has no int8 Linear layers.
+    NotInt8,
+    /// Integer kernels (MatMulInteger).
+    Native,
+    /// Weights dequantized to fp32 at load; the number of Linear layers rewritten.
+    Dequantized(usize),
+}
+
+impl Int8Path {
+    /// One-line description for logs and `edgebert inspect`.
+    pub fn describe(&self) -> String {
+        match self {
+            Int8Path::NotInt8 => "fp32 model".into(),
+            Int8Path::Native => "int8 kernels (MatMulInteger)".into(),
+            Int8Path::Dequantized(n) => format!(
+                "int8 weights dequantized to fp32 at load ({n} Linear layers; this CPU has no int8 dot-product instructions)"
+            ),
+        }
+    }
+}
+
+/// Whether this CPU has the int8 dot-product instructions tract's integer kernels need to be
+/// faster than fp32 (x86-64: AVX-512 VNNI; aarch64: `dotprod`).
+pub fn cpu_has_int8_dot() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("dotprod")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
+
+/// Number of `MatMulInteger` nodes in the model's main graph.
+pub fn count_matmul_integer(model: &ModelProto) -> usize {
+    model.graph.as_ref().map_or(0, |g| {
+        g.node
+            .iter()
+            .filter(|n| n.op_type == "MatMulInteger")
+            .count()
+    })
+}
+
+/// Applies `mode` to the model: returns the path taken (rewriting the graph for `Dequantize`,
+/// or for `Auto` on a CPU without int8 dot products).
+pub fn apply(model: &mut ModelProto, mode: Int8Mode) -> Int8Path {
+    if count_matmul_integer(model) == 0 {
+        return Int8Path::NotInt8;
+    }
+    let dequantize = match mode {
+        Int8Mode::Native => false,
+        Int8Mode::Dequantize => true,
+        Int8Mode::Auto => !cpu_has_int8_dot(),
+    };
+    if !dequantize {
+        return Int8Path::Native;
+    }
+    match model.graph.as_mut() {
+        Some(g) => match dequantize_linears(g) {
+            0 => Int8Path::Native,
+            n => Int8Path::Dequantized(n),
+        },
+        None => Int8Path::NotInt8,
+    }
+}
+
+/// Little-endian f32 values of an initializer (raw or typed storage).
+fn f32_values(t: &TensorProto) -> Option<Vec<f32>> {
+    if t.data_type != DataType::Float as i32 {
+        return None;
+    }
+    if !t.raw_data.is_empty() {
+        if !t.raw_data.len().is_multiple_of(4) {
+            return None;
+        }
+        return Some(
+            t.raw_data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        );
+    }
+    Some(t.float_data.clone())
+}
+
+/// i8 values of an initializer (raw bytes or widened into `int32_data`).
+fn i8_values(t: &TensorProto) -> Option<Vec<i8>> {
+    if t.data_type != DataType::Int8 as i32 {
+        return None;
+    }
+    if !t.raw_data.is_empty() {
+        return Some(t.raw_data.iter().map(|&b| b as i8).collect());
+    }
+    t.int32_data.iter().map(|&v| i8::try_from(v).ok()).collect()
+}
+
+/// One matched block, by node index, with the data of its new weight.
+struct Block {
+    matmul_integer: usize,
+    cast: usize,
+    rescale: usize,
+    input: String,
+    weight_name: String,
+    weight: TensorProto,
+}
+
+/// Rewrites every matching Linear block; returns how many were rewritten.
+fn dequantize_linears(g: &mut GraphProto) -> usize {
+    let inits: HashMap<&str, &TensorProto> =
+        g.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
+    let mut producer: HashMap<&str, (usize, usize)> = HashMap::new();
+    let mut consumers: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, n) in g.node.iter().enumerate() {
+        for (k, o) in n.output.iter().enumerate() {
+            producer.insert(o.as_str(), (i, k));
+        }
+        for x in &n.input {
+            consumers.entry(x.as_str()).or_default().push(i);
+        }
+    }
+    let only_consumer = |name: &str| match consumers.get(name).map(Vec::as_slice) {
+        Some([c]) => Some(*c),
+        _ => None,
+    };
+    let graph_outputs: HashSet<String> = g.output.iter().map(|o| o.name.clone()).collect();
+
+    let mut blocks = Vec::new();
+    for (i, n) in g.node.iter().enumerate() {
+        if n.op_type != "MatMulInteger" || n.input.len() != 4 || n.output.len() != 1 {
+            continue;
+        }
+        let (a_q, b, a_zp, b_zp) = (&n.input[0], &n.input[1], &n.input[2], &n.input[3]);
+        // Activation: outputs 0 and 2 of one DynamicQuantizeLinear.
+        let Some(&(d, 0)) = producer.get(a_q.as_str()) else {
+            continue;
+        };
+        let dql = &g.node[d];
+        if dql.op_type != "DynamicQuantizeLinear"
+            || dql.output.len() != 3
+            || dql.output[2] != *a_zp
+            || dql.input.len() != 1
+        {
+            continue;
+        }
+        // Weight: a 2-D int8 initializer with a zero zero-point.
+        let (Some(w), Some(wzp)) = (inits.get(b.as_str()), inits.get(b_zp.as_str())) else {
+            continue;
+        };
+        let (Some(codes), Some(zp)) = (i8_values(w), i8_values(wzp)) else {
+            continue;
+        };
+        if w.dims.len() != 2 || zp.iter().any(|&z| z != 0) {
+            continue;
+        }
+        let (Ok(rows), Ok(cols)) = (usize::try_from(w.dims[0]), usize::try_from(w.dims[1])) else {
+            continue;
+        };
+        if rows.checked_mul(cols) != Some(codes.len()) {
+            continue;
+        }
+        // Cast to float, then Mul by (activation scale × weight scale).
+        let Some(c) = only_consumer(&n.output[0]) else {
+            continue;
+        };
+        let cast = &g.node[c];
+        let to_float = cast
+            .attribute
+            .iter()
+            .any(|a| a.name == "to" && a.i == DataType::Float as i64);
+        if cast.op_type != "Cast" || !to_float || cast.output.len() != 1 {
+            continue;
+        }
+        let Some(m) = only_consumer(&cast.output[0]) else {
+            continue;
+        };
+        let rescale = &g.node[m];
+        if rescale.op_type != "Mul" || rescale.input.len() != 2 || rescale.output.len() != 1 {
+            continue;
+        }
+        let scale_name = if rescale.input[0] == cast.output[0] {
+            &rescale.input[1]
+        } else {
+            &rescale.input[0]
+        };
+        let Some(&(sm, 0)) = producer.get(scale_name.as_str()) else {
+            continue;
+        };
+        let scale_mul = &g.node[sm];
+        if scale_mul.op_type != "Mul" || scale_mul.input.len() != 2 {
+            continue;
+        }
+        let ws_name = match (
+            scale_mul.input[0] == dql.output[1],
+            scale_mul.input[1] == dql.output[1],
+        ) {
+            (true, false) => &scale_mul.input[1],
+            (false, true) => &scale_mul.input[0],
+            _ => continue,
+        };
+        let Some(scales) = inits.get(ws_name.as_str()).and_then(|t| f32_values(t)) else {
+            continue;
+        };
+        let per_column = match scales.len() {
+            1 => false,
+            n if n == cols => true,
+            _ => continue,
+        };
+        let data: Vec<u8> = codes
+            .iter()
+            .enumerate()
+            .flat_map(|(k, &q)| {
+                let s = if per_column {
+                    scales[k % cols]
+                } else {
+                    scales[0]
+                };
+                (q as f32 * s).to_le_bytes()
+            })
+            .collect();
+        let weight_name = format!("{b}/dequantized");
+        blocks.push(Block {
+            matmul_integer: i,
+            cast: c,
+            rescale: m,
+            input: dql.input[0].clone(),
+            weight_name: weight_name.clone(),
+            weight: TensorProto {
+                name: weight_name,
+                dims: w.dims.clone(),
+                data_type: DataType::Float as i32,
+                raw_data: data,
+                ..Default::default()
+            },
+        });
+    }
+    if blocks.is_empty() {
+        return 0;
+    }
+
+    let rewritten = blocks.len();
+    let mut remove: HashSet<usize> = HashSet::new();
+    for b in blocks {
+        let out = g.node[b.rescale].output[0].clone();
+        let name = g.node[b.rescale].name.clone();
+        g.node[b.rescale] = NodeProto {
+            input: vec![b.input, b.weight_name],
+            output: vec![out],
+            name: format!("{name}/dequantized_matmul"),
+            op_type: "MatMul".into(),
+            ..Default::default()
+        };
+        remove.insert(b.matmul_integer);
+        remove.insert(b.cast);
+        g.initializer.push(b.weight);
+    }
+    g.node = std::mem::take(&mut g.node)
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !remove.contains(i))
+        .map(|(_, n)| n)
+        .collect();
+    // The scale Mul and the DynamicQuantizeLinear feeding only rewritten blocks are now unread.
+    prune_dead(g, &graph_outputs);
+    rewritten
+}
+
+/// Drops nodes none of whose outputs are read (repeatedly), then unread initializers.
+fn prune_dead(g: &mut GraphProto, outputs: &HashSet<String>) {
+    loop {
+        let read: HashSet<&str> = g
+            .node
+            .iter()
+            .flat_map(|n| n.input.iter().map(String::as_str))
+            .collect();
+        let before = g.node.len();
+        let keep: Vec<bool> = g
+            .node
+            .iter()
+            .map(|n| {
+                n.output
+                    .iter()
+                    .any(|o| read.contains(o.as_str()) || outputs.contains(o))
+            })
+            .collect();
+        drop(read);
+        let mut it = keep.into_iter();
+        g.node.retain(|_| it.next().unwrap_or(true));
+        if g.node.len() == before {
+            break;
+        }
+    }
+    let read: HashSet<String> = g
+        .node
+        .iter()
+        .flat_map(|n| n.input.iter().cloned())
+        .chain(outputs.iter().cloned())
+        .collect();
+    g.initializer.retain(|t| read.contains(&t.name));
+}

@@ -1,0 +1,137 @@
+//! `edgebert-train export` on a tiny fine-tuned model: the files of the contract, the runtime's
+//! fp32 accuracy equal to candle's, the int8 bundle as `model.edgebert`, and clear errors.
+mod common;
+use common::{synthetic_data, tiny_model_dir, EMOTIONS};
+use edgebert_runtime::session::{Int8Mode, Int8Path, Session, SessionOptions};
+use edgebert_trainer::export::{export, ExportOpts};
+use edgebert_trainer::finetune::{finetune, FinetuneOptions};
+use edgebert_trainer::Quantization;
+use std::path::{Path, PathBuf};
+
+/// Fine-tunes the tiny DistilBERT fixture for one short epoch; returns (model dir, data dir).
+fn tiny_finetuned(tmp: &Path) -> (PathBuf, PathBuf) {
+    let model = tiny_model_dir("tiny-distilbert", tmp);
+    let data = synthetic_data(tmp, 96, 48, 5);
+    let out = tmp.join("finetuned");
+    finetune(&FinetuneOptions {
+        model: model.display().to_string(),
+        data: data.clone(),
+        out: out.clone(),
+        labels: Some(EMOTIONS.iter().map(|s| s.to_string()).collect()),
+        epochs: 1,
+        lr: 1e-3,
+        batch_size: 16,
+        max_len: 16,
+        device: "cpu".into(),
+        progress: false,
+        error_samples: 0,
+        ..Default::default()
+    })
+    .expect("finetune");
+    (out, data)
+}
+
+#[test]
+fn int8_export_writes_the_contract_and_verifies_with_the_runtime() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (model, _data) = tiny_finetuned(tmp.path());
+    let out = tmp.path().join("export");
+    // No --data: the validation file comes from the run's training_args.json.
+    let s = export(&ExportOpts {
+        model: model.display().to_string(),
+        out: out.clone(),
+        max_len: 32,
+        progress: false,
+        ..Default::default()
+    })
+    .expect("export");
+    for f in [
+        "model.fp32.onnx",
+        "model.int8.onnx",
+        "model.edgebert",
+        "model.fp32.edgebert",
+        "config.json",
+        "tokenizer.json",
+        "vocab.txt",
+        "export_report.json",
+    ] {
+        assert!(out.join(f).is_file(), "missing {f}");
+    }
+    let fp32 = s.fp32.expect("fp32 verification");
+    assert_eq!(fp32.n, 48);
+    assert!((fp32.runtime_accuracy - fp32.candle_accuracy).abs() <= 0.001);
+    assert!(
+        fp32.max_abs_logit_diff < 1e-4,
+        "{}",
+        fp32.max_abs_logit_diff
+    );
+    let int8 = s.int8.expect("int8 verification");
+    assert!(int8.max_abs_logit_diff > 0.0, "int8 identical to fp32?");
+    assert!(int8.agreement >= 0.9, "int8 agreement {}", int8.agreement);
+
+    // model.edgebert carries the int8 model; both int8 paths run it.
+    let int8_bytes = std::fs::metadata(out.join("model.edgebert")).unwrap().len();
+    let fp32_bytes = std::fs::metadata(out.join("model.fp32.edgebert"))
+        .unwrap()
+        .len();
+    assert!(int8_bytes < fp32_bytes, "{int8_bytes} vs {fp32_bytes}");
+    for (mode, want_native) in [(Int8Mode::Native, true), (Int8Mode::Dequantize, false)] {
+        let mut session = Session::open_with(
+            out.join("model.edgebert"),
+            SessionOptions {
+                int8: mode,
+                ..Default::default()
+            },
+        )
+        .expect("open int8 bundle");
+        assert_eq!(session.header().quantization, "int8");
+        assert_eq!(session.int8_path() == Int8Path::Native, want_native);
+        let c = session.classify("kalolo mimine").expect("classify");
+        assert_eq!(c.probs.len(), 6);
+    }
+}
+
+#[test]
+fn quantize_none_ships_fp32_and_bad_inputs_are_clear_errors() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (model, data) = tiny_finetuned(tmp.path());
+    let out = tmp.path().join("export-fp32");
+    let s = export(&ExportOpts {
+        model: model.display().to_string(),
+        out: out.clone(),
+        data: Some(data.join("validation.txt")),
+        quantize: Quantization::None,
+        max_verify_samples: Some(10),
+        progress: false,
+        ..Default::default()
+    })
+    .expect("export");
+    assert!(s.int8.is_none());
+    assert_eq!(s.fp32.expect("fp32").n, 10);
+    assert!(!out.join("model.int8.onnx").exists());
+    let session = Session::open(out.join("model.edgebert")).expect("open");
+    assert_eq!(session.header().quantization, "none");
+    assert_eq!(session.int8_path(), Int8Path::NotInt8);
+
+    // A directory without a fine-tuned model, and a data file with a malformed line.
+    let e = export(&ExportOpts {
+        model: tmp.path().join("nothing-here").display().to_string(),
+        out: tmp.path().join("x"),
+        progress: false,
+        ..Default::default()
+    })
+    .expect_err("missing model");
+    assert!(e.to_string().contains("nothing-here"), "{e}");
+    let bad = tmp.path().join("bad.txt");
+    std::fs::write(&bad, "kalolo;joy\nno separator here\n").unwrap();
+    let e = export(&ExportOpts {
+        model: model.display().to_string(),
+        out: tmp.path().join("y"),
+        data: Some(bad.clone()),
+        progress: false,
+        ..Default::default()
+    })
+    .expect_err("malformed line");
+    let msg = e.to_string();
+    assert!(msg.contains("bad.txt") && msg.contains('2'), "{msg}");
+}
