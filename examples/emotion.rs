@@ -59,6 +59,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
+    edgebert_trainer::tune_allocator();
     let labels: Vec<String> = LABELS.iter().map(|s| s.to_string()).collect();
 
     if !a.skip_extract {

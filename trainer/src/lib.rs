@@ -2,6 +2,7 @@
 //! logistic regression, and fine-tuning), metrics and plots, checkpoints, and export to a runtime bundle.
 #![warn(missing_docs)]
 
+pub mod alloc;
 pub mod checkpoint;
 pub mod data;
 pub mod device;
@@ -17,6 +18,7 @@ pub mod optimizer;
 pub mod plot;
 pub mod schedule;
 
+pub use alloc::tune_allocator;
 /// Weight format of an exported model (re-exported from the models crate).
 pub use edgebert_models::onnx::Quantization;
 pub use error::{Result, TrainError};

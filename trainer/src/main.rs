@@ -219,7 +219,9 @@ fn labels(s: &Option<String>) -> anyhow::Result<Option<Vec<String>>> {
 }
 
 fn main() -> anyhow::Result<()> {
-    match Cli::parse().cmd {
+    let cli = Cli::parse();
+    edgebert_trainer::tune_allocator();
+    match cli.cmd {
         Cmd::Extract(a) => {
             let o = ExtractOptions {
                 model: a.model,
