@@ -70,9 +70,11 @@ fn int8_export_writes_the_contract_and_verifies_with_the_runtime() {
     assert!(int8.agreement >= 0.9, "int8 agreement {}", int8.agreement);
 
     // model.edgebert carries the int8 model; both int8 paths run it.
-    let int8_bytes = std::fs::metadata(out.join("model.edgebert")).unwrap().len();
+    let int8_bytes = std::fs::metadata(out.join("model.edgebert"))
+        .expect("int8 bundle")
+        .len();
     let fp32_bytes = std::fs::metadata(out.join("model.fp32.edgebert"))
-        .unwrap()
+        .expect("fp32 bundle")
         .len();
     assert!(int8_bytes < fp32_bytes, "{int8_bytes} vs {fp32_bytes}");
     for (mode, want_native) in [(Int8Mode::Native, true), (Int8Mode::Dequantize, false)] {
@@ -123,7 +125,7 @@ fn quantize_none_ships_fp32_and_bad_inputs_are_clear_errors() {
     .expect_err("missing model");
     assert!(e.to_string().contains("nothing-here"), "{e}");
     let bad = tmp.path().join("bad.txt");
-    std::fs::write(&bad, "kalolo;joy\nno separator here\n").unwrap();
+    std::fs::write(&bad, "kalolo;joy\nno separator here\n").expect("write");
     let e = export(&ExportOpts {
         model: model.display().to_string(),
         out: tmp.path().join("y"),
