@@ -66,7 +66,9 @@ def torch_tokens_per_s(name, threads, steps):
 
 
 def candle_tokens_per_s(threads, steps):
-    env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+    # The same glibc thresholds edgebert-train sets at start (trainer/src/alloc.rs).
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads),
+               GLIBC_TUNABLES="glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824")
     cmd = ["cargo", "run", "--release", "-p", "edgebert-models", "--example", "train_step", "--", str(steps)]
     print("running:", " ".join(cmd), f"(RAYON_NUM_THREADS={threads})", file=sys.stderr)
     out = subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout

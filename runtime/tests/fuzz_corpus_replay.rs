@@ -1,12 +1,13 @@
-//! Replays the committed fuzz corpus (runtime/fuzz/corpus/bundle_reader) through the bundle
-//! reader in normal `cargo test`: every input must return without panicking, and the seeds
-//! named `valid-*` must load.
+//! Replays the committed fuzz corpora in normal `cargo test`: runtime/fuzz/corpus/bundle_reader
+//! through the bundle reader (every input returns without panicking, the seeds named `valid-*`
+//! load) and runtime/fuzz/corpus/tokenizer_encode through the tokenizer, with the same checks as
+//! the fuzz targets.
 mod common;
 
 use std::path::PathBuf;
 
 use edgebert_runtime::bundle::{Bundle, BundleWriter, FORMAT_VERSION};
-use edgebert_runtime::tokenizer::{Tokenizer, TokenizerConfig};
+use edgebert_runtime::tokenizer::{SeqEncoding, Tokenizer, TokenizerConfig};
 
 fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -90,4 +91,59 @@ fn regenerate_bundle_seeds() {
     for (name, data) in seeds {
         std::fs::write(dir.join(name), data).expect("write seed");
     }
+}
+
+/// The checks of `fuzz_targets/tokenizer_encode.rs`: first byte = max_len, the rest = text
+/// (lossy UTF-8); a successful encoding is `[CLS] … [SEP]` within max_len and the vocabulary.
+fn exercise_tokenizer(tok: &Tokenizer, data: &[u8]) -> bool {
+    let Some((&first, rest)) = data.split_first() else {
+        return false;
+    };
+    let max_len = first as usize;
+    let text = String::from_utf8_lossy(rest);
+    let mut enc = Box::<SeqEncoding>::default();
+    match tok.encode_into(&text, max_len, &mut enc) {
+        Ok(()) => {
+            let n = enc.input_ids.len();
+            assert!(
+                n >= 2 && n <= max_len.max(2),
+                "{n} tokens for max_len {max_len}"
+            );
+            assert_eq!(enc.attention_mask.len(), n);
+            assert_eq!(enc.input_ids[0], tok.cls_id() as i64);
+            assert_eq!(enc.input_ids[n - 1], tok.sep_id() as i64);
+            let vocab = tok.vocab_size() as i64;
+            assert!(enc.input_ids.iter().all(|&id| (0..vocab).contains(&id)));
+            true
+        }
+        Err(e) => {
+            assert!(!e.to_string().is_empty());
+            false
+        }
+    }
+}
+
+#[test]
+fn tokenizer_corpus_replays_without_panic() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/tokenizer_encode");
+    let vocab_path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tokenizer/vocab.txt");
+    let vocab = std::fs::read_to_string(vocab_path).expect("fixture vocab");
+    let tok = Tokenizer::new(&vocab, TokenizerConfig::default()).expect("tokenizer");
+    let (mut n, mut encoded, mut rejected) = (0, 0, 0);
+    for entry in std::fs::read_dir(dir).expect("tokenizer corpus dir exists") {
+        let data = std::fs::read(entry.expect("entry").path()).expect("read corpus file");
+        if exercise_tokenizer(&tok, &data) {
+            encoded += 1;
+        } else {
+            rejected += 1;
+        }
+        n += 1;
+    }
+    assert!(n >= 5, "corpus has only {n} files");
+    // The seeds include texts that encode and max_len values (0, 1) that must be refused.
+    assert!(
+        encoded >= 1 && rejected >= 1,
+        "{encoded} encoded, {rejected} rejected"
+    );
 }
