@@ -218,7 +218,28 @@ fn labels(s: &Option<String>) -> anyhow::Result<Option<Vec<String>>> {
     })
 }
 
-fn main() -> anyhow::Result<()> {
+/// Runs the command; any error is one line on stderr and exit code 2 (never a panic).
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The context chain on one line; a cause whose text an outer message already
+            // includes (library errors print their source) is not repeated.
+            let mut msg = e.to_string();
+            for cause in e.chain().skip(1) {
+                let c = cause.to_string();
+                if !msg.contains(&c) {
+                    msg.push_str(": ");
+                    msg.push_str(&c);
+                }
+            }
+            eprintln!("edgebert-train: {msg}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     edgebert_trainer::tune_allocator();
     match cli.cmd {
