@@ -90,7 +90,10 @@ fn next_fold(model: &TypedModel) -> TractResult<Option<TypedModelPatch>> {
         let facts = model.node_input_facts(id)?;
         let foldable = facts.iter().zip(&node.inputs).all(|(fact, outlet)| {
             fact.konst.is_some()
-                && (model.node(outlet.node).outputs[outlet.slot].successors.len() == 1
+                && (model.node(outlet.node).outputs[outlet.slot]
+                    .successors
+                    .len()
+                    == 1
                     || fact
                         .mem_size()
                         .as_i64()
@@ -110,7 +113,10 @@ fn next_fold(model: &TypedModel) -> TractResult<Option<TypedModelPatch>> {
         };
         let mut patch = TypedModelPatch::default();
         for (slot, value) in outputs.into_iter().enumerate() {
-            let exotic = model.outlet_fact(OutletId::new(id, slot))?.exotic_fact.clone();
+            let exotic = model
+                .outlet_fact(OutletId::new(id, slot))?
+                .exotic_fact
+                .clone();
             let name = if slot == 0 {
                 node.name.clone()
             } else {
@@ -153,7 +159,9 @@ mod tests {
     /// tract's folding budget, so declutter leaves the Cast and Mul to run on every call.
     fn dequantize_and_add() -> TractResult<TypedModel> {
         let (rows, cols) = (768usize, 3072usize);
-        let codes: Vec<i8> = (0..rows * cols).map(|k| ((k * 7919) % 255) as u8 as i8).collect();
+        let codes: Vec<i8> = (0..rows * cols)
+            .map(|k| ((k * 7919) % 255) as u8 as i8)
+            .collect();
         let scales: Vec<f32> = (0..cols).map(|c| 1e-3 * (1 + c % 13) as f32).collect();
         let mut model = TypedModel::default();
         let x = model.add_source("x", f32::fact([rows, cols]))?;
@@ -185,11 +193,18 @@ mod tests {
         );
         let mut folded = decluttered.clone();
         fold_all_constants(&mut folded)?;
-        assert_eq!(non_const_ops(&folded).len(), 1, "{:?}", non_const_ops(&folded));
+        assert_eq!(
+            non_const_ops(&folded).len(),
+            1,
+            "{:?}",
+            non_const_ops(&folded)
+        );
 
         let x = Tensor::from_shape(
             &[768, 3072],
-            &(0..768 * 3072).map(|k| (k % 97) as f32 * 0.01).collect::<Vec<_>>(),
+            &(0..768 * 3072)
+                .map(|k| (k % 97) as f32 * 0.01)
+                .collect::<Vec<_>>(),
         )?;
         let run = |m: TypedModel| -> TractResult<Tensor> {
             let out = m.into_runnable()?.run(tvec!(x.clone().into()))?;
