@@ -1,6 +1,8 @@
 //! Criterion: `Session::classify_into` latency per sequence bucket (16/32/64/128 tokens) on the
 //! tiny BERT fixture, and on a MiniLM export when one is available (`EDGEBERT_BENCH_MODEL`, or
 //! `$EDGEBERT_SHARED/models/all-MiniLM-L6-v2` if it holds an ONNX export); skipped otherwise.
+//! Given an `edgebert-train export` directory, it benches the fp32 bundle (`model.fp32.edgebert`)
+//! and the int8 one (`model.edgebert`, on this CPU's int8 path) per bucket in the same run.
 //! Also prints heap allocations per call (tokenizer + our code + tract), counted by a global allocator.
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::{Path, PathBuf};
@@ -49,6 +51,13 @@ fn models() -> Vec<(String, PathBuf)> {
                 .then_some(d)
         });
     match minilm {
+        // An `edgebert-train export` directory: its fp32 and int8 bundles side by side.
+        Some(p)
+            if p.join("model.fp32.edgebert").is_file() && p.join("model.edgebert").is_file() =>
+        {
+            v.push(("minilm-fp32".to_string(), p.join("model.fp32.edgebert")));
+            v.push(("minilm-int8".to_string(), p.join("model.edgebert")));
+        }
         Some(p) => v.push(("minilm".to_string(), p)),
         None => {
             eprintln!("SKIPPED minilm: set EDGEBERT_BENCH_MODEL to a MiniLM bundle or export dir")
@@ -66,6 +75,7 @@ fn classify_per_bucket(c: &mut Criterion) {
                 continue;
             }
         };
+        eprintln!("{name}: {}", session.int8_path().describe());
         let mut group = c.benchmark_group(format!("classify/{name}"));
         let max_len = session.max_len();
         for s in SEQ_LENS.into_iter().filter(|&s| s <= max_len) {
