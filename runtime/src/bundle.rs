@@ -153,7 +153,7 @@ impl Bundle {
     pub fn read(path: impl AsRef<Path>) -> Result<Bundle> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        Bundle::from_bytes(&bytes)
+        Bundle::from_vec(bytes)
     }
 
     /// True when `bytes` starts with the bundle magic (cheap sniffing, no validation).
@@ -163,6 +163,21 @@ impl Bundle {
 
     /// Parses and validates a bundle held in memory: magic, version, length, checksum, header.
     pub fn from_bytes(bytes: &[u8]) -> Result<Bundle> {
+        let (header, model_at) = Bundle::parse(bytes)?;
+        Bundle::new(header, bytes[model_at..].to_vec())
+    }
+
+    /// Like [`Bundle::from_bytes`], but keeps the model bytes in `bytes`' own buffer (the
+    /// preamble and header are cut off in place) instead of copying them: a load of a large
+    /// bundle neither allocates nor page-faults a second copy.
+    pub fn from_vec(mut bytes: Vec<u8>) -> Result<Bundle> {
+        let (header, model_at) = Bundle::parse(&bytes)?;
+        bytes.drain(..model_at);
+        Bundle::new(header, bytes)
+    }
+
+    /// Validates `bytes` and returns the header and the offset of the model bytes.
+    fn parse(bytes: &[u8]) -> Result<(BundleHeader, usize)> {
         let magic = take(bytes, 0, 8, "magic").map_err(|_| Error::BadMagic {
             found: escape(&bytes[..bytes.len().min(8)]),
         })?;
@@ -203,8 +218,7 @@ impl Bundle {
         let header_bytes = take(payload, 4, header_len, "header")?;
         let header: BundleHeader = postcard::from_bytes(header_bytes)
             .map_err(|e| Error::BadHeader(format!("cannot decode: {e}")))?;
-        let model = payload[4 + header_len..].to_vec();
-        Bundle::new(header, model)
+        Ok((header, PREAMBLE_LEN + 4 + header_len))
     }
 
     /// Encodes the bundle into its on-disk bytes.

@@ -133,7 +133,7 @@ impl ModelSource {
                 ));
             }
         }
-        let bundle = Bundle::from_bytes(&bytes).map_err(|e| with_path(&file, e))?;
+        let bundle = Bundle::from_vec(bytes).map_err(|e| with_path(&file, e))?;
         Ok(ModelSource {
             bundle,
             kind: SourceKind::Bundle,

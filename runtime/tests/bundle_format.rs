@@ -121,6 +121,27 @@ fn trailing_garbage_is_an_error() {
 }
 
 #[test]
+fn from_vec_reads_what_from_bytes_reads_and_rejects_the_same() {
+    let bytes = small_bundle().to_bytes().expect("encode");
+    assert_eq!(
+        Bundle::from_vec(bytes.clone()).expect("decode"),
+        Bundle::from_bytes(&bytes).expect("decode")
+    );
+    for len in [0, 7, 23, bytes.len() - 1] {
+        let err = Bundle::from_vec(bytes[..len].to_vec()).expect_err("truncated");
+        let reference = Bundle::from_bytes(&bytes[..len]).expect_err("truncated");
+        assert_eq!(err.to_string(), reference.to_string());
+    }
+    let mut flipped = bytes.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    assert!(matches!(
+        Bundle::from_vec(flipped),
+        Err(Error::ChecksumMismatch { .. })
+    ));
+}
+
+#[test]
 fn every_single_bit_flip_is_detected() {
     let bytes = small_bundle().to_bytes().expect("encode");
     let mut flipped = bytes.clone();
