@@ -10,6 +10,8 @@ pub mod bundle;
 #[cfg(feature = "std")]
 pub mod error;
 #[cfg(feature = "std")]
+pub mod memory;
+#[cfg(feature = "std")]
 pub mod model_source;
 #[cfg(feature = "std")]
 pub mod session;

@@ -155,6 +155,7 @@ struct InspectArgs {
 
 /// Parses arguments, runs the command, returns the process exit code.
 pub fn main() -> i32 {
+    edgebert_runtime::memory::tune_allocator();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
