@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Training-step throughput, candle (models/examples/train_step.rs) vs PyTorch CPU, same shapes and
+"""Training-step throughput, the trainer's step (trainer/examples/train_step.rs: candle, fused AdamW) vs PyTorch CPU, same shapes and
 thread count: batch 64 x 32 tokens, forward + backward + AdamW, MiniLM size and DistilBERT-base
 size, random init. Prints tokens/s of both and the ratio candle / PyTorch.
 
 Usage: python3 scripts/bench-train-step.py [--threads 2] [--steps 10] [--skip-candle]
 Needs torch + transformers (PyPI); runs
-`cargo run --release -p edgebert-models --example train_step -- STEPS` for the candle side.
+`cargo run --release -p edgebert-trainer --example train_step -- STEPS` for the candle side.
 """
 
 import argparse
@@ -66,10 +66,9 @@ def torch_tokens_per_s(name, threads, steps):
 
 
 def candle_tokens_per_s(threads, steps):
-    # The same glibc thresholds edgebert-train sets at start (trainer/src/alloc.rs).
-    env = dict(os.environ, RAYON_NUM_THREADS=str(threads),
-               GLIBC_TUNABLES="glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824")
-    cmd = ["cargo", "run", "--release", "-p", "edgebert-models", "--example", "train_step", "--", str(steps)]
+    # The example applies edgebert-train's allocator settings itself (runtime/src/memory.rs).
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+    cmd = ["cargo", "run", "--release", "-p", "edgebert-trainer", "--example", "train_step", "--", str(steps)]
     print("running:", " ".join(cmd), f"(RAYON_NUM_THREADS={threads})", file=sys.stderr)
     out = subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
     res = {}

@@ -1,15 +1,16 @@
-//! One training step (forward, backward, AdamW) for batch 64 x 32 tokens at MiniLM size and
-//! DistilBERT-base size, randomly initialised from a config; prints tokens/s as JSON lines.
+//! One training step of the trainer (forward, backward, its fused AdamW) for batch 64 x 32 tokens
+//! at MiniLM size and DistilBERT-base size, randomly initialised from a config; prints tokens/s as
+//! JSON lines.
 //! `scripts/bench-train-step.py` runs it next to PyTorch (same shapes and thread count) and
 //! prints the ratio.
 //!
-//! `RAYON_NUM_THREADS=2 cargo run --release -p edgebert-models --example train_step -- [STEPS]`
+//! `RAYON_NUM_THREADS=2 cargo run --release -p edgebert-trainer --example train_step -- [STEPS]`
 
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use edgebert_models::{DropoutRng, ModelConfig, SequenceClassifier};
+use edgebert_trainer::optimizer::{AdamW, AdamWConfig};
 
 const BATCH: usize = 64;
 const SEQ: usize = 32;
@@ -64,23 +65,26 @@ fn main() -> anyhow::Result<()> {
         Some(s) => s.parse()?,
         None => 5,
     };
+    edgebert_trainer::tune_allocator();
     let device = Device::Cpu;
     let (ids, mask, labels) = batch(&device)?;
     for (name, json) in configs() {
         let cfg = ModelConfig::from_value(json, std::path::Path::new(name))?;
         let (model, vars) = SequenceClassifier::from_config(&cfg, LABELS, &device, DType::F32, 0)?;
-        let mut opt = AdamW::new(
-            vars.all_vars(),
-            ParamsAdamW {
-                lr: 2e-5,
-                ..Default::default()
-            },
-        )?;
+        let named: Vec<_> = vars
+            .data()
+            .lock()
+            .map_err(|_| anyhow::anyhow!("variable map lock poisoned"))?
+            .iter()
+            .map(|(name, var)| (name.clone(), var.clone()))
+            .collect();
+        let mut opt = AdamW::new(named, AdamWConfig::default())?;
         let mut rng = DropoutRng::new(0);
         let mut step = || -> anyhow::Result<()> {
             let logits = model.forward(&ids, &mask, Some(&mut rng))?;
             let loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
-            opt.backward_step(&loss)?;
+            let grads = loss.backward()?;
+            opt.step(&grads, 2e-5, 1.0)?;
             Ok(())
         };
         step()?; // warm-up
