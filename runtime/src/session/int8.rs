@@ -128,6 +128,23 @@ fn i8_values(t: &TensorProto) -> Option<Vec<i8>> {
     t.int32_data.iter().map(|&v| i8::try_from(v).ok()).collect()
 }
 
+/// Little-endian fp32 bytes of `codes × scale` for a row-major weight with `cols` columns and
+/// one scale per column (or one for all), written row by row into one buffer.
+fn dequantized_bytes(codes: &[i8], scales: &[f32], cols: usize) -> Vec<u8> {
+    let mut out = vec![0u8; codes.len() * 4];
+    if cols == 0 {
+        return out;
+    }
+    let per_column = scales.len() == cols;
+    for (row_out, row) in out.chunks_exact_mut(cols * 4).zip(codes.chunks_exact(cols)) {
+        for (c, (dst, &q)) in row_out.chunks_exact_mut(4).zip(row).enumerate() {
+            let s = if per_column { scales[c] } else { scales[0] };
+            dst.copy_from_slice(&(f32::from(q) * s).to_le_bytes());
+        }
+    }
+    out
+}
+
 /// One matched block, by node index, with the data of its new weight.
 struct Block {
     matmul_integer: usize,
@@ -234,23 +251,10 @@ fn dequantize_linears(g: &mut GraphProto) -> usize {
         let Some(scales) = inits.get(ws_name.as_str()).and_then(|t| f32_values(t)) else {
             continue;
         };
-        let per_column = match scales.len() {
-            1 => false,
-            n if n == cols => true,
-            _ => continue,
-        };
-        let data: Vec<u8> = codes
-            .iter()
-            .enumerate()
-            .flat_map(|(k, &q)| {
-                let s = if per_column {
-                    scales[k % cols]
-                } else {
-                    scales[0]
-                };
-                (q as f32 * s).to_le_bytes()
-            })
-            .collect();
+        if scales.len() != 1 && scales.len() != cols {
+            continue;
+        }
+        let data = dequantized_bytes(&codes, &scales, cols);
         let weight_name = format!("{b}/dequantized");
         blocks.push(Block {
             matmul_integer: i,
