@@ -7,6 +7,7 @@ use anyhow::Context;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::konst::Const;
 use tract_onnx::tract_core::ops::source::TypedSource;
+use tract_onnx::tract_core::optim::CONST_FOLD_MEM_BUDGET;
 
 use crate::bundle::BundleHeader;
 
@@ -77,9 +78,6 @@ pub fn fold_all_constants(model: &mut TypedModel) -> TractResult<()> {
     model.compact()
 }
 
-/// Size under which a constant read by several nodes may still be folded into each of them.
-const SHARED_FOLD_BYTES: i64 = 4 << 20;
-
 /// The patch folding the first foldable node in evaluation order, if any.
 fn next_fold(model: &TypedModel) -> TractResult<Option<TypedModelPatch>> {
     for id in model.eval_order()? {
@@ -97,7 +95,7 @@ fn next_fold(model: &TypedModel) -> TractResult<Option<TypedModelPatch>> {
                     || fact
                         .mem_size()
                         .as_i64()
-                        .is_some_and(|m| m <= SHARED_FOLD_BYTES))
+                        .is_some_and(|m| m as u64 <= CONST_FOLD_MEM_BUDGET))
         });
         if !foldable {
             continue;
