@@ -70,6 +70,49 @@ fn logits_match_reference_for_every_case() {
 }
 
 #[test]
+fn shared_symbolic_graph_equals_typing_per_bucket() {
+    let (_, _, cases) = common::reference();
+    let mut shared = Session::open(common::tiny_bert()).expect("open shared");
+    assert!(
+        !shared.shares_typed_graph(),
+        "the first lazy plan types the parsed graph"
+    );
+    let mut per_bucket = Session::open_with(
+        common::tiny_bert(),
+        SessionOptions {
+            shared_graph: false,
+            ..Default::default()
+        },
+    )
+    .expect("open per bucket");
+    for c in &cases {
+        let a = shared.classify(&c.text).expect("shared");
+        let b = per_bucket.classify(&c.text).expect("per bucket");
+        assert_close(&a.logits, &b.logits, &c.text);
+        assert_eq!(a.label_id, b.label_id, "{:?}", c.text);
+    }
+    assert!(shared.buckets().iter().filter(|b| b.1).count() >= 3);
+    assert!(
+        shared.shares_typed_graph(),
+        "later plans come from the symbolic graph"
+    );
+    assert!(!per_bucket.shares_typed_graph());
+
+    let eager = Session::open_with(
+        common::tiny_bert(),
+        SessionOptions {
+            eager: true,
+            ..Default::default()
+        },
+    )
+    .expect("open eager");
+    assert!(
+        eager.shares_typed_graph(),
+        "eager builds every plan from the symbolic graph"
+    );
+}
+
+#[test]
 fn tokenizer_matches_hf_ids_of_reference() {
     let (max_len, _, cases) = common::reference();
     let session = Session::open(common::tiny_bert()).expect("open fixture");

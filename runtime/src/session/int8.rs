@@ -4,13 +4,19 @@
 //! tract's int8 GEMM beats its fp32 GEMM only with dot-product instructions (x86 AVX-512 VNNI,
 //! ARM `dotprod`); on a plain AVX2 x86 it is about 2× slower than fp32. There the bundle stays
 //! 4× smaller on disk, and at load every `DynamicQuantizeLinear → MatMulInteger → Cast → Mul`
-//! block (the form `edgebert-models` emits for a Linear) becomes one fp32 `MatMul` with the
-//! dequantized weight `codes × scale`. The rewrite works on the ONNX protobuf before tract
-//! parses it; a block that does not match exactly is left as it is.
+//! block (the form `edgebert-models` emits for a Linear) becomes one fp32 `MatMul` whose weight
+//! is `Cast(codes) × scale`. The rewrite works on the ONNX protobuf before tract parses it and
+//! moves no weight data: the int8 codes stay the initializer, and the dequantization, a
+//! constant subgraph, is folded once when the session types the shared graph (tract's
+//! declutter, then [`super::passes::fold_constants`] for results over tract's budget). A block
+//! that does not match exactly is left as it is.
 use std::collections::{HashMap, HashSet};
 
+use tract_onnx::pb::attribute_proto::AttributeType;
 use tract_onnx::pb::tensor_proto::DataType;
-use tract_onnx::pb::{GraphProto, ModelProto, NodeProto, TensorProto};
+use tract_onnx::pb::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::{Factoid, InferenceModelPatch};
 
 /// How a session runs an int8 model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -128,31 +134,105 @@ fn i8_values(t: &TensorProto) -> Option<Vec<i8>> {
     t.int32_data.iter().map(|&v| i8::try_from(v).ok()).collect()
 }
 
-/// Little-endian fp32 bytes of `codes × scale` for a row-major weight with `cols` columns and
-/// one scale per column (or one for all), written row by row into one buffer.
-fn dequantized_bytes(codes: &[i8], scales: &[f32], cols: usize) -> Vec<u8> {
-    let mut out = vec![0u8; codes.len() * 4];
-    if cols == 0 {
-        return out;
+/// Number of values an int8 initializer stores (raw bytes or `int32_data`), without copying.
+fn i8_len(t: &TensorProto) -> Option<usize> {
+    if t.data_type != DataType::Int8 as i32 {
+        return None;
     }
-    let per_column = scales.len() == cols;
-    for (row_out, row) in out.chunks_exact_mut(cols * 4).zip(codes.chunks_exact(cols)) {
-        for (c, (dst, &q)) in row_out.chunks_exact_mut(4).zip(row).enumerate() {
-            let s = if per_column { scales[c] } else { scales[0] };
-            dst.copy_from_slice(&(f32::from(q) * s).to_le_bytes());
-        }
-    }
-    out
+    Some(if t.raw_data.is_empty() {
+        t.int32_data.len()
+    } else {
+        t.raw_data.len()
+    })
 }
 
-/// One matched block, by node index, with the data of its new weight.
+/// Suffix of the `Mul` node (and its output) that dequantizes a Linear weight: `Cast(codes) ×
+/// scale`, which [`fold_dequantized_weights`] turns into one fp32 constant.
+const DEQUANTIZED_SUFFIX: &str = "/dequantized";
+
+/// Folds every weight dequantization that [`apply`] emitted (`Mul(Cast(codes), scale)` on
+/// constants) into one fp32 constant, computed row by row in one pass over the int8 codes;
+/// tract's generic `Cast` and broadcasting `Mul` would take several times longer. Returns how
+/// many weights were folded; a node whose inputs are not the expected constants is left as is.
+pub fn fold_dequantized_weights(model: &mut InferenceModel) -> TractResult<usize> {
+    let targets: Vec<usize> = model
+        .nodes()
+        .iter()
+        .filter(|n| n.name.ends_with(DEQUANTIZED_SUFFIX) && n.inputs.len() == 2)
+        .map(|n| n.id)
+        .collect();
+    let mut folded = 0;
+    for id in targets {
+        let node = model.node(id);
+        let cast = model.node(node.inputs[0].node);
+        let (Some(&codes), Ok(scales)) = (cast.inputs.first(), model.outlet_fact(node.inputs[1]))
+        else {
+            continue;
+        };
+        let (Some(codes), Some(scales)) = (
+            model.outlet_fact(codes)?.value.concretize(),
+            scales.value.concretize(),
+        ) else {
+            continue;
+        };
+        let Some(weight) = dequantized(&codes, &scales)? else {
+            continue;
+        };
+        let name = node.name.clone();
+        let mut patch = InferenceModelPatch::default();
+        let konst = patch.add_const(name, weight)?;
+        patch.shunt_outside(model, OutletId::new(id, 0), konst)?;
+        patch.apply(model)?;
+        folded += 1;
+    }
+    if folded > 0 {
+        // Drops the replaced Mul, Cast and int8 codes (now unread) and renumbers the nodes.
+        model.compact()?;
+    }
+    Ok(folded)
+}
+
+/// `codes × scales` for a 2-D int8 `codes` and one scale, or one per column; `None` for other
+/// shapes and types.
+fn dequantized(codes: &Tensor, scales: &Tensor) -> TractResult<Option<Tensor>> {
+    let &[rows, cols] = codes.shape() else {
+        return Ok(None);
+    };
+    if codes.datum_type() != i8::datum_type() || scales.datum_type() != f32::datum_type() {
+        return Ok(None);
+    }
+    let (codes, scales) = (codes.try_as_plain_ram()?, scales.try_as_plain_ram()?);
+    let (codes, scales) = (codes.as_slice::<i8>()?, scales.as_slice::<f32>()?);
+    let per_column = scales.len() == cols;
+    if cols == 0 || !(per_column || scales.len() == 1) {
+        return Ok(None);
+    }
+    let mut out = Tensor::zero::<f32>(&[rows, cols])?;
+    let mut dst = out.try_as_plain_ram_mut()?;
+    let dst = dst.as_slice_mut::<f32>()?;
+    for (row_out, row) in dst.chunks_exact_mut(cols).zip(codes.chunks_exact(cols)) {
+        if per_column {
+            for ((d, &q), &s) in row_out.iter_mut().zip(row).zip(scales) {
+                *d = f32::from(q) * s;
+            }
+        } else {
+            let s = scales[0];
+            for (d, &q) in row_out.iter_mut().zip(row) {
+                *d = f32::from(q) * s;
+            }
+        }
+    }
+    Ok(Some(out))
+}
+
+/// One matched block, by node index, with the names its dequantized weight is built from.
 struct Block {
     matmul_integer: usize,
     cast: usize,
     rescale: usize,
     input: String,
-    weight_name: String,
-    weight: TensorProto,
+    codes: String,
+    scales: String,
 }
 
 /// Rewrites every matching Linear block; returns how many were rewritten.
@@ -197,7 +277,7 @@ fn dequantize_linears(g: &mut GraphProto) -> usize {
         let (Some(w), Some(wzp)) = (inits.get(b.as_str()), inits.get(b_zp.as_str())) else {
             continue;
         };
-        let (Some(codes), Some(zp)) = (i8_values(w), i8_values(wzp)) else {
+        let (Some(codes), Some(zp)) = (i8_len(w), i8_values(wzp)) else {
             continue;
         };
         if w.dims.len() != 2 || zp.iter().any(|&z| z != 0) {
@@ -206,7 +286,7 @@ fn dequantize_linears(g: &mut GraphProto) -> usize {
         let (Ok(rows), Ok(cols)) = (usize::try_from(w.dims[0]), usize::try_from(w.dims[1])) else {
             continue;
         };
-        if rows.checked_mul(cols) != Some(codes.len()) {
+        if rows.checked_mul(cols) != Some(codes) {
             continue;
         }
         // Cast to float, then Mul by (activation scale × weight scale).
@@ -251,24 +331,19 @@ fn dequantize_linears(g: &mut GraphProto) -> usize {
         let Some(scales) = inits.get(ws_name.as_str()).and_then(|t| f32_values(t)) else {
             continue;
         };
-        if scales.len() != 1 && scales.len() != cols {
+        // One scale for all, or one per output column (broadcast over the rows of `codes`).
+        let scale_dims = &inits[ws_name.as_str()].dims;
+        let per_column = scales.len() == cols && scale_dims.last() == Some(&w.dims[1]);
+        if scales.len() != 1 && !per_column {
             continue;
         }
-        let data = dequantized_bytes(&codes, &scales, cols);
-        let weight_name = format!("{b}/dequantized");
         blocks.push(Block {
             matmul_integer: i,
             cast: c,
             rescale: m,
             input: dql.input[0].clone(),
-            weight_name: weight_name.clone(),
-            weight: TensorProto {
-                name: weight_name,
-                dims: w.dims.clone(),
-                data_type: DataType::Float as i32,
-                raw_data: data,
-                ..Default::default()
-            },
+            codes: b.clone(),
+            scales: ws_name.clone(),
         });
     }
     if blocks.is_empty() {
@@ -277,11 +352,39 @@ fn dequantize_linears(g: &mut GraphProto) -> usize {
 
     let rewritten = blocks.len();
     let mut remove: HashSet<usize> = HashSet::new();
+    let mut added = Vec::new();
     for b in blocks {
         let out = g.node[b.rescale].output[0].clone();
         let name = g.node[b.rescale].name.clone();
+        let (float, weight) = (
+            format!("{}/float", b.codes),
+            format!("{}/dequantized", b.codes),
+        );
+        // The same weight may feed several blocks: its dequantization is emitted once.
+        if !added.iter().any(|n: &NodeProto| n.output[0] == weight) {
+            added.push(NodeProto {
+                input: vec![b.codes.clone()],
+                output: vec![float.clone()],
+                name: format!("{}/cast", b.codes),
+                op_type: "Cast".into(),
+                attribute: vec![AttributeProto {
+                    name: "to".into(),
+                    r#type: AttributeType::Int as i32,
+                    i: DataType::Float as i64,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+            added.push(NodeProto {
+                input: vec![float, b.scales],
+                output: vec![weight.clone()],
+                name: weight.clone(),
+                op_type: "Mul".into(),
+                ..Default::default()
+            });
+        }
         g.node[b.rescale] = NodeProto {
-            input: vec![b.input, b.weight_name],
+            input: vec![b.input, weight],
             output: vec![out],
             name: format!("{name}/dequantized_matmul"),
             op_type: "MatMul".into(),
@@ -289,7 +392,6 @@ fn dequantize_linears(g: &mut GraphProto) -> usize {
         };
         remove.insert(b.matmul_integer);
         remove.insert(b.cast);
-        g.initializer.push(b.weight);
     }
     g.node = std::mem::take(&mut g.node)
         .into_iter()
@@ -297,6 +399,9 @@ fn dequantize_linears(g: &mut GraphProto) -> usize {
         .filter(|(i, _)| !remove.contains(i))
         .map(|(_, n)| n)
         .collect();
+    // Initializer-fed nodes first, so the graph stays in topological order.
+    added.append(&mut g.node);
+    g.node = added;
     // The scale Mul and the DynamicQuantizeLinear feeding only rewritten blocks are now unread.
     prune_dead(g, &graph_outputs);
     rewritten

@@ -25,8 +25,9 @@ pub enum PassStage {
 pub struct PassContext<'a> {
     /// The bundle header (quantization tag, labels, ...).
     pub header: &'a BundleHeader,
-    /// Sequence length of the bucket being built.
-    pub seq_len: usize,
+    /// Sequence length of the bucket being built; `None` for the graph shared by every bucket
+    /// (decluttered-stage passes usually run on it once, with a symbolic length).
+    pub seq_len: Option<usize>,
     /// Stage this call happens at.
     pub stage: PassStage,
 }
@@ -134,7 +135,7 @@ pub fn apply(
     passes: &[ModelPass],
     model: &mut TypedModel,
     header: &BundleHeader,
-    seq_len: usize,
+    seq_len: Option<usize>,
     stage: PassStage,
 ) -> TractResult<()> {
     let ctx = PassContext {
