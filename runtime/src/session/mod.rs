@@ -17,6 +17,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 use anyhow::ensure;
+use prost::Message;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 
@@ -173,8 +174,10 @@ impl Session {
         header.validate()?;
         let tokenizer = header.tokenizer()?;
         let onnx = tract_onnx::onnx();
+        // Decoded straight from the bundle's bytes (tract's `proto_model_for_read` would first
+        // copy them into a buffer of its own: one more model-sized block at the peak).
         let mut proto = guarded("parsing ONNX", || {
-            onnx.proto_model_for_read(&mut &bytes[..])
+            Ok(tract_onnx::pb::ModelProto::decode(&bytes[..])?)
         })?;
         drop(bytes);
         let int8_path = int8::apply(&mut proto, options.int8);
