@@ -89,7 +89,7 @@ pub fn dropout(x: &Tensor, p: f64, rng: &mut Option<&mut DropoutRng>) -> Result<
 /// Applies the FFN activation.
 pub fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
     Ok(match act {
-        Activation::Gelu => x.gelu_erf()?,
+        Activation::Gelu => ops::gelu_erf(x)?,
         Activation::GeluTanh => x.gelu()?,
         Activation::Relu => x.relu()?,
     })

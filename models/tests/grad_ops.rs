@@ -1,10 +1,10 @@
 //! Finite-difference checks of every op with a hand-written backward (LayerNorm w.r.t. input,
-//! gamma and beta; softmax), in f64, plus agreement of the custom ops with their composed
-//! (differentiable-candle-op) fallbacks used off-CPU.
+//! gamma and beta; softmax; exact GELU), in f64, plus agreement of the custom ops with their
+//! composed (differentiable-candle-op) fallbacks used off-CPU.
 
 use candle_core::{DType, Device, Tensor, Var};
 use edgebert_models::ops::{
-    layer_norm, layer_norm_composed, softmax_last_dim, softmax_last_dim_composed,
+    gelu_erf, layer_norm, layer_norm_composed, softmax_last_dim, softmax_last_dim_composed,
 };
 
 const EPS: f64 = 1e-6;
@@ -178,5 +178,61 @@ fn softmax_handles_masked_rows_and_large_values() -> anyhow::Result<()> {
     let y: Vec<Vec<f32>> = softmax_last_dim(&x)?.to_vec2()?;
     assert_eq!(y[0], vec![1.0, 0.0, 0.0]);
     assert!((y[1][1] - 0.5).abs() < 1e-7 && y[1][0] == 0.0);
+    Ok(())
+}
+
+#[test]
+fn gelu_backward_matches_finite_differences_and_candles_gelu() -> anyhow::Result<()> {
+    // Spans both tails and zero; 3-D as in the model.
+    let x0 = randn(&[2, 3, 9], 11, 4.0)?;
+    let w = randn(&[2, 3, 9], 12, 1.0)?;
+    let loss = |x: &Tensor| -> anyhow::Result<f64> {
+        Ok((gelu_erf(x)? * &w)?.sum_all()?.to_scalar::<f64>()?)
+    };
+    let x = Var::from_tensor(&x0)?;
+    let grads = (gelu_erf(x.as_tensor())? * &w)?.sum_all()?.backward()?;
+    let gx = grads
+        .get(&x)
+        .ok_or_else(|| anyhow::anyhow!("no grad for x"))?;
+    assert_close("gelu dx", gx, &numeric_grad(&x0, &loss)?)?;
+
+    // The forward is candle's formula exactly; the gradient agrees with candle's composed one
+    // (which rounds 1/sqrt(2 pi) to 0.398942).
+    let xc = Var::from_tensor(&x0)?;
+    let yc = xc.as_tensor().gelu_erf()?;
+    let gc = (&yc * &w)?.sum_all()?.backward()?;
+    let gxc = gc
+        .get(&xc)
+        .ok_or_else(|| anyhow::anyhow!("no grad for candle's x"))?;
+    let dy = (gelu_erf(&x0)? - yc)?
+        .abs()?
+        .max_all()?
+        .to_scalar::<f64>()?;
+    let dg = (gx - gxc)?.abs()?.max_all()?.to_scalar::<f64>()?;
+    assert!(
+        dy == 0.0 && dg < 1e-6,
+        "custom vs candle: y {dy}, grad {dg}"
+    );
+    Ok(())
+}
+
+#[test]
+fn gelu_large_f32_input_uses_parallel_path_and_matches_candle() -> anyhow::Result<()> {
+    // Above the parallel threshold, not a multiple of the chunk size, non-contiguous input.
+    let x = randn(&[70, 613], 13, 5.0)?.to_dtype(DType::F32)?.t()?;
+    let w = randn(&[613, 70], 14, 1.0)?.to_dtype(DType::F32)?;
+    let ours = Var::from_tensor(&x)?;
+    let theirs = Var::from_tensor(&x)?;
+    let y = gelu_erf(ours.as_tensor())?;
+    let yc = theirs.as_tensor().gelu_erf()?;
+    assert_eq!(y.to_vec2::<f32>()?, yc.to_vec2::<f32>()?);
+    let g = (y * &w)?.sum_all()?.backward()?;
+    let gc = (yc * &w)?.sum_all()?.backward()?;
+    let (g, gc) = (
+        g.get(&ours).ok_or_else(|| anyhow::anyhow!("no grad"))?,
+        gc.get(&theirs).ok_or_else(|| anyhow::anyhow!("no grad"))?,
+    );
+    let dg = (g - gc)?.abs()?.max_all()?.to_scalar::<f32>()?;
+    assert!(dg < 1e-5, "custom vs candle grad: {dg}");
     Ok(())
 }

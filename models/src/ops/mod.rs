@@ -1,10 +1,13 @@
-//! Differentiable ops that candle-nn lacks a backward for: LayerNorm and softmax over the last
-//! dimension. Each has a fast CPU custom op with a hand-written backward, and a composed
-//! fallback (built from differentiable candle ops) used on other devices.
+//! Differentiable ops that candle-nn lacks a backward for (LayerNorm and softmax over the last
+//! dimension) or whose candle backward is a long chain of tensor ops (exact GELU). Each has a
+//! fast CPU custom op with a hand-written backward, and a fallback built from differentiable
+//! candle ops used on other devices.
 
+mod gelu;
 mod layer_norm;
 mod softmax;
 
+pub use gelu::gelu_erf;
 pub use layer_norm::{layer_norm, layer_norm_composed};
 pub use softmax::{softmax_last_dim, softmax_last_dim_composed};
 
