@@ -4,7 +4,8 @@
 //! `scripts/bench-train-step.py` runs it next to PyTorch (same shapes and thread count) and
 //! prints the ratio.
 //!
-//! `RAYON_NUM_THREADS=2 cargo run --release -p edgebert-trainer --example train_step -- [STEPS]`
+//! `RAYON_NUM_THREADS=2 cargo run --release -p edgebert-trainer --example train_step -- [STEPS] [MODEL]`
+//! (MODEL: `minilm` or `distilbert-base`; both when omitted).
 
 use std::time::Instant;
 
@@ -65,10 +66,14 @@ fn main() -> anyhow::Result<()> {
         Some(s) => s.parse()?,
         None => 5,
     };
+    let only = std::env::args().nth(2);
     edgebert_trainer::tune_allocator();
     let device = Device::Cpu;
     let (ids, mask, labels) = batch(&device)?;
     for (name, json) in configs() {
+        if only.as_deref().is_some_and(|m| m != name) {
+            continue;
+        }
         let cfg = ModelConfig::from_value(json, std::path::Path::new(name))?;
         let (model, vars) = SequenceClassifier::from_config(&cfg, LABELS, &device, DType::F32, 0)?;
         let named: Vec<_> = vars
