@@ -7,8 +7,8 @@ use candle_core::{DType, Tensor};
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::layers::{
-    activate, attention, attention_bias, check_inputs, dropout, embed, layer_norm_specs,
-    linear_specs, positions, DropoutRng, Init, LayerNorm, Linear, ParamSpec, Params,
+    attention_bias, check_inputs, dropout, embed, layer_norm_specs, linear_specs, positions,
+    DropoutRng, Init, LayerNorm, Linear, ParamSpec, Params, PostLnBlock,
 };
 
 /// Every parameter of `BertForSequenceClassification` (pooler and classifier count as head).
@@ -62,17 +62,6 @@ pub fn param_specs(cfg: &ModelConfig, num_labels: usize) -> Vec<ParamSpec> {
     v
 }
 
-struct Block {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    attn_out: Linear,
-    attn_ln: LayerNorm,
-    inter: Linear,
-    out: Linear,
-    out_ln: LayerNorm,
-}
-
 /// The BERT encoder (`bert.embeddings.*`, `bert.encoder.*`).
 pub struct Bert {
     cfg: ModelConfig,
@@ -80,7 +69,7 @@ pub struct Bert {
     pos: Tensor,
     token_type: Tensor,
     emb_ln: LayerNorm,
-    blocks: Vec<Block>,
+    blocks: Vec<PostLnBlock>,
 }
 
 impl Bert {
@@ -90,15 +79,16 @@ impl Bert {
         let mut blocks = Vec::with_capacity(cfg.num_layers);
         for i in 0..cfg.num_layers {
             let n = format!("bert.encoder.layer.{i}");
-            blocks.push(Block {
+            blocks.push(PostLnBlock {
                 q: p.linear(&format!("{n}.attention.self.query"))?,
                 k: p.linear(&format!("{n}.attention.self.key"))?,
                 v: p.linear(&format!("{n}.attention.self.value"))?,
                 attn_out: p.linear(&format!("{n}.attention.output.dense"))?,
                 attn_ln: p.layer_norm(&format!("{n}.attention.output.LayerNorm"), eps)?,
-                inter: p.linear(&format!("{n}.intermediate.dense"))?,
-                out: p.linear(&format!("{n}.output.dense"))?,
+                ffn_in: p.linear(&format!("{n}.intermediate.dense"))?,
+                ffn_out: p.linear(&format!("{n}.output.dense"))?,
                 out_ln: p.layer_norm(&format!("{n}.output.LayerNorm"), eps)?,
+                attn_out_dropout: true,
             });
         }
         Ok(Self {
@@ -134,20 +124,7 @@ impl Bert {
             .broadcast_add(&(positions(&self.pos, s)?.broadcast_add(&type0)?))?;
         let mut x = dropout(&self.emb_ln.forward(&x)?, cfg.hidden_dropout, &mut rng)?;
         for b in &self.blocks {
-            let ctx = attention(
-                &b.q.forward(&x)?,
-                &b.k.forward(&x)?,
-                &b.v.forward(&x)?,
-                &bias,
-                cfg.num_heads,
-                cfg.attention_dropout,
-                &mut rng,
-            )?;
-            let a = dropout(&b.attn_out.forward(&ctx)?, cfg.hidden_dropout, &mut rng)?;
-            let a = b.attn_ln.forward(&(a + &x)?)?;
-            let ff = activate(&b.inter.forward(&a)?, cfg.activation)?;
-            let ff = dropout(&b.out.forward(&ff)?, cfg.hidden_dropout, &mut rng)?;
-            x = b.out_ln.forward(&(ff + &a)?)?;
+            x = b.forward(&x, &bias, cfg, &mut rng)?;
         }
         Ok(x)
     }

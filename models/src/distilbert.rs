@@ -7,8 +7,8 @@ use candle_core::{DType, Tensor};
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::layers::{
-    activate, attention, attention_bias, check_inputs, dropout, embed, layer_norm_specs,
-    linear_specs, positions, DropoutRng, Init, LayerNorm, Linear, ParamSpec, Params,
+    attention_bias, check_inputs, dropout, embed, layer_norm_specs, linear_specs, positions,
+    DropoutRng, Init, LayerNorm, Linear, ParamSpec, Params, PostLnBlock,
 };
 
 /// Every parameter of `DistilBertForSequenceClassification` (head last).
@@ -55,24 +55,13 @@ pub fn param_specs(cfg: &ModelConfig, num_labels: usize) -> Vec<ParamSpec> {
     v
 }
 
-struct Block {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
-    sa_ln: LayerNorm,
-    lin1: Linear,
-    lin2: Linear,
-    out_ln: LayerNorm,
-}
-
 /// The DistilBERT encoder (`distilbert.*`).
 pub struct DistilBert {
     cfg: ModelConfig,
     word: Tensor,
     pos: Tensor,
     emb_ln: LayerNorm,
-    blocks: Vec<Block>,
+    blocks: Vec<PostLnBlock>,
 }
 
 impl DistilBert {
@@ -82,15 +71,16 @@ impl DistilBert {
         let mut blocks = Vec::with_capacity(cfg.num_layers);
         for i in 0..cfg.num_layers {
             let n = format!("distilbert.transformer.layer.{i}");
-            blocks.push(Block {
+            blocks.push(PostLnBlock {
                 q: p.linear(&format!("{n}.attention.q_lin"))?,
                 k: p.linear(&format!("{n}.attention.k_lin"))?,
                 v: p.linear(&format!("{n}.attention.v_lin"))?,
-                out: p.linear(&format!("{n}.attention.out_lin"))?,
-                sa_ln: p.layer_norm(&format!("{n}.sa_layer_norm"), eps)?,
-                lin1: p.linear(&format!("{n}.ffn.lin1"))?,
-                lin2: p.linear(&format!("{n}.ffn.lin2"))?,
+                attn_out: p.linear(&format!("{n}.attention.out_lin"))?,
+                attn_ln: p.layer_norm(&format!("{n}.sa_layer_norm"), eps)?,
+                ffn_in: p.linear(&format!("{n}.ffn.lin1"))?,
+                ffn_out: p.linear(&format!("{n}.ffn.lin2"))?,
                 out_ln: p.layer_norm(&format!("{n}.output_layer_norm"), eps)?,
+                attn_out_dropout: false,
             });
         }
         Ok(Self {
@@ -123,19 +113,7 @@ impl DistilBert {
         let x = embed(&self.word, &ids)?.broadcast_add(&positions(&self.pos, s)?)?;
         let mut x = dropout(&self.emb_ln.forward(&x)?, cfg.hidden_dropout, &mut rng)?;
         for b in &self.blocks {
-            let ctx = attention(
-                &b.q.forward(&x)?,
-                &b.k.forward(&x)?,
-                &b.v.forward(&x)?,
-                &bias,
-                cfg.num_heads,
-                cfg.attention_dropout,
-                &mut rng,
-            )?;
-            let sa = b.sa_ln.forward(&(b.out.forward(&ctx)? + &x)?)?;
-            let ff = activate(&b.lin1.forward(&sa)?, cfg.activation)?;
-            let ff = dropout(&b.lin2.forward(&ff)?, cfg.hidden_dropout, &mut rng)?;
-            x = b.out_ln.forward(&(ff + &sa)?)?;
+            x = b.forward(&x, &bias, cfg, &mut rng)?;
         }
         Ok(x)
     }

@@ -1,5 +1,6 @@
 //! Building blocks shared by the architectures: linear, embedding lookup, LayerNorm, activation,
-//! dropout with our own seeded RNG, and the parameter table (names, shapes, fresh init).
+//! dropout with our own seeded RNG, the post-LN transformer block, and the parameter table
+//! (names, shapes, fresh init).
 
 use std::collections::HashMap;
 
@@ -8,7 +9,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
 
-use crate::config::Activation;
+use crate::config::{Activation, ModelConfig};
 use crate::error::{Error, Result};
 use crate::ops;
 
@@ -238,6 +239,62 @@ pub fn attention(
     let probs = dropout(&probs, dropout_p, rng)?;
     let ctx = probs.matmul(&v)?;
     Ok(ctx.transpose(1, 2)?.reshape((b, s, h))?)
+}
+
+/// The post-LN transformer block BERT and DistilBERT share: self-attention, output projection,
+/// residual + LayerNorm, then `Linear -> activation -> Linear`, residual + LayerNorm. Only the
+/// parameter names differ (each architecture builds it), and whether hidden dropout follows the
+/// attention's output projection (BERT: yes; DistilBERT: no).
+#[derive(Debug, Clone)]
+pub struct PostLnBlock {
+    /// Query projection.
+    pub q: Linear,
+    /// Key projection.
+    pub k: Linear,
+    /// Value projection.
+    pub v: Linear,
+    /// Attention output projection.
+    pub attn_out: Linear,
+    /// LayerNorm after the attention residual.
+    pub attn_ln: LayerNorm,
+    /// FFN expansion (`hidden -> intermediate`).
+    pub ffn_in: Linear,
+    /// FFN contraction (`intermediate -> hidden`).
+    pub ffn_out: Linear,
+    /// LayerNorm after the FFN residual.
+    pub out_ln: LayerNorm,
+    /// Hidden dropout on the attention output projection before the residual.
+    pub attn_out_dropout: bool,
+}
+
+impl PostLnBlock {
+    /// Applies the block to `[b, s, hidden]` with the additive attention `bias`
+    /// ([`attention_bias`]); dropout only when `rng` is given.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        bias: &Tensor,
+        cfg: &ModelConfig,
+        rng: &mut Option<&mut DropoutRng>,
+    ) -> Result<Tensor> {
+        let ctx = attention(
+            &self.q.forward(x)?,
+            &self.k.forward(x)?,
+            &self.v.forward(x)?,
+            bias,
+            cfg.num_heads,
+            cfg.attention_dropout,
+            rng,
+        )?;
+        let mut a = self.attn_out.forward(&ctx)?;
+        if self.attn_out_dropout {
+            a = dropout(&a, cfg.hidden_dropout, rng)?;
+        }
+        let a = self.attn_ln.forward(&(a + x)?)?;
+        let ff = activate(&self.ffn_in.forward(&a)?, cfg.activation)?;
+        let ff = dropout(&self.ffn_out.forward(&ff)?, cfg.hidden_dropout, rng)?;
+        self.out_ln.forward(&(ff + &a)?)
+    }
 }
 
 /// Embedding rows for `[b, s]` u32 ids: `[b, s, hidden]`.
