@@ -52,30 +52,22 @@ impl GeluFloat for f64 {
 /// Elements per parallel work item.
 const CHUNK: usize = 4096;
 
-/// Applies `f` to matching chunks of `src` and `dst`, in parallel for large inputs.
-fn chunked<T: Send + Sync, U: Send + Sync>(
-    src: &[T],
-    dst: &mut [U],
-    f: impl Fn(&[T], &mut [U]) + Send + Sync,
-) {
-    if src.len() >= PAR_MIN_ELEMS {
-        src.par_chunks(CHUNK)
-            .zip(dst.par_chunks_mut(CHUNK))
-            .for_each(|(s, d)| f(s, d));
-    } else {
-        f(src, dst);
-    }
-}
-
 fn forward<T: GeluFloat>(x: &[T]) -> Vec<T> {
     let (half, one) = (T::lit(0.5), T::one());
     let inv_sqrt2 = T::lit(std::f64::consts::FRAC_1_SQRT_2);
     let mut out = vec![T::zero(); x.len()];
-    chunked(x, &mut out, |xs, ys| {
+    let body = |(xs, ys): (&[T], &mut [T])| {
         for (y, &v) in ys.iter_mut().zip(xs) {
             *y = ((v * inv_sqrt2).erf() + one) * half * v;
         }
-    });
+    };
+    if x.len() >= PAR_MIN_ELEMS {
+        x.par_chunks(CHUNK)
+            .zip(out.par_chunks_mut(CHUNK))
+            .for_each(body);
+    } else {
+        body((x, &mut out));
+    }
     out
 }
 
