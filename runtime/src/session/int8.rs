@@ -2,14 +2,14 @@
 //! dot-product instructions, or dequantize the Linear weights to fp32 at load time elsewhere.
 //!
 //! tract's int8 GEMM beats its fp32 GEMM only with dot-product instructions (x86 AVX-512 VNNI,
-//! ARM `dotprod`); on a plain AVX2 x86 it is about 2× slower than fp32. There the bundle stays
+//! ARM `dotprod`); on a plain AVX2 x86 it is far slower than fp32 (MiniLM at 16 tokens: ≈ 30×,
+//! nearly all of it in tract's `avx2_mmm_i32_8x8` kernel). There the bundle stays
 //! 4× smaller on disk, and at load every `DynamicQuantizeLinear → MatMulInteger → Cast → Mul`
 //! block (the form `edgebert-models` emits for a Linear) becomes one fp32 `MatMul` whose weight
 //! is `Cast(codes) × scale`. The rewrite works on the ONNX protobuf before tract parses it and
-//! moves no weight data: the int8 codes stay the initializer, and the dequantization, a
-//! constant subgraph, is folded once when the session types the shared graph (tract's
-//! declutter, then [`super::passes::fold_constants`] for results over tract's budget). A block
-//! that does not match exactly is left as it is.
+//! moves no weight data: the int8 codes stay the initializer, and right after tract has parsed
+//! the graph [`fold_dequantized_weights`] replaces each `Cast × scale` by its fp32 constant,
+//! computed in one pass. A block that does not match exactly is left as it is.
 use std::collections::{HashMap, HashSet};
 
 use tract_onnx::pb::attribute_proto::AttributeType;
@@ -150,6 +150,9 @@ fn i8_len(t: &TensorProto) -> Option<usize> {
 /// scale`, which [`fold_dequantized_weights`] turns into one fp32 constant.
 const DEQUANTIZED_SUFFIX: &str = "/dequantized";
 
+/// Suffix of the `Cast` node that widens a Linear weight's int8 codes to fp32.
+const CAST_SUFFIX: &str = "/cast";
+
 /// Folds every weight dequantization that [`apply`] emitted (`Mul(Cast(codes), scale)` on
 /// constants) into one fp32 constant, computed row by row in one pass over the int8 codes;
 /// tract's generic `Cast` and broadcasting `Mul` would take several times longer. Returns how
@@ -165,6 +168,10 @@ pub fn fold_dequantized_weights(model: &mut InferenceModel) -> TractResult<usize
     for id in targets {
         let node = model.node(id);
         let cast = model.node(node.inputs[0].node);
+        // Only the nodes `apply` wrote: `{codes}/dequantized = Mul({codes}/cast, scale)`.
+        if node.op().name() != "Mul" || !cast.name.ends_with(CAST_SUFFIX) {
+            continue;
+        }
         let (Some(&codes), Ok(scales)) = (cast.inputs.first(), model.outlet_fact(node.inputs[1]))
         else {
             continue;
@@ -365,7 +372,7 @@ fn dequantize_linears(g: &mut GraphProto) -> usize {
             added.push(NodeProto {
                 input: vec![b.codes.clone()],
                 output: vec![float.clone()],
-                name: format!("{}/cast", b.codes),
+                name: format!("{}{CAST_SUFFIX}", b.codes),
                 op_type: "Cast".into(),
                 attribute: vec![AttributeProto {
                     name: "to".into(),
