@@ -362,6 +362,11 @@ impl TrainLoop<'_> {
                 let mut drng = DropoutRng::new(dropout_seed(o.seed, state.global_step));
                 let logits = self.model.forward(&ids, &mask, Some(&mut drng))?;
                 let loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
+                // The loss is read back after the backward pass is queued: on a GPU, reading it
+                // first would stall the host until the forward pass finished. Either way the
+                // checks below run before any weight changes.
+                let grads = loss.backward()?;
+                let norm = opt.grad_norm(&grads)?;
                 let loss_v = loss.to_scalar::<f32>()?;
                 if !loss_v.is_finite() {
                     return Err(TrainError::NonFiniteLoss {
@@ -370,8 +375,6 @@ impl TrainLoop<'_> {
                         step: state.global_step + 1,
                     });
                 }
-                let grads = loss.backward()?;
-                let norm = opt.grad_norm(&grads)?;
                 if !norm.is_finite() {
                     return Err(TrainError::NonFiniteLoss {
                         loss: norm as f32,

@@ -12,13 +12,13 @@ use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, W
 use num_traits::Float;
 use rayon::prelude::*;
 
-use super::{check_dtype, cpu_slice, from_vec, with_cpu, PAR_MIN_ELEMS};
+use super::{check_dtype, cpu_slice, from_vec, takes_custom_op, with_cpu, PAR_MIN_ELEMS};
 
-/// `x Φ(x) = 0.5 x (1 + erf(x / √2))`, differentiable. Uses the CPU custom op for f32/f64 on
-/// CPU (same forward formula as candle's `gelu_erf`, one-pass backward), else candle's
-/// `gelu_erf`.
+/// `x Φ(x) = 0.5 x (1 + erf(x / √2))`, differentiable. Uses the custom op for f32/f64 on CPU
+/// (same forward formula as candle's `gelu_erf`, one-pass backward) and f32 on CUDA (feature
+/// `cuda`), else candle's `gelu_erf`.
 pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+    if takes_custom_op(x) {
         x.contiguous()?.apply_op1(GeluErfOp)
     } else {
         x.gelu_erf()
@@ -112,7 +112,20 @@ impl CustomOp1 for GeluErfOp {
         Ok((out, l.shape().clone()))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        super::cuda::gelu_erf_fwd(s, l)
+    }
+
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        #[cfg(feature = "cuda")]
+        if arg.device().is_cuda() {
+            return Ok(Some(super::cuda::gelu_erf_bwd(arg, grad)?));
+        }
         if !arg.device().is_cpu() {
             candle_core::bail!("gelu custom op backward runs on CPU only");
         }

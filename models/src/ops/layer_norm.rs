@@ -5,10 +5,11 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, W
 use num_traits::Float;
 use rayon::prelude::*;
 
-use super::{check_dtype, cpu_slice, from_vec, with_cpu, PAR_MIN_ELEMS};
+use super::{check_dtype, cpu_slice, from_vec, takes_custom_op, with_cpu, PAR_MIN_ELEMS};
 
 /// `y = (x - mean) / sqrt(var + eps) * gamma + beta` over the last dim of `x`, differentiable
-/// w.r.t. all three inputs. Uses the CPU custom op for f32/f64 on CPU, else [`layer_norm_composed`].
+/// w.r.t. all three inputs. Uses the custom op for f32/f64 on CPU and f32 on CUDA (feature
+/// `cuda`), else [`layer_norm_composed`].
 pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
     let d = x.dim(D::Minus1)?;
     if gamma.dims() != [d] || beta.dims() != [d] {
@@ -18,7 +19,7 @@ pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result
             beta.dims()
         );
     }
-    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+    if takes_custom_op(x) {
         x.contiguous()?.apply_op3(
             &gamma.contiguous()?,
             &beta.contiguous()?,
@@ -184,6 +185,19 @@ impl CustomOp3 for LayerNormOp {
         Ok((out, l1.shape().clone()))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        super::cuda::layer_norm_fwd((s1, l1), (s2, l2), (s3, l3), self.eps)
+    }
+
     fn bwd(
         &self,
         x: &Tensor,
@@ -192,6 +206,11 @@ impl CustomOp3 for LayerNormOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        #[cfg(feature = "cuda")]
+        if x.device().is_cuda() {
+            let (dx, dg, db) = super::cuda::layer_norm_bwd(x, gamma, grad, self.eps)?;
+            return Ok((Some(dx), Some(dg), Some(db)));
+        }
         if !x.device().is_cpu() {
             candle_core::bail!("layer_norm custom op backward runs on CPU only");
         }

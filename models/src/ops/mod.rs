@@ -1,8 +1,11 @@
 //! Differentiable ops that candle-nn lacks a backward for (LayerNorm and softmax over the last
 //! dimension) or whose candle backward is a long chain of tensor ops (exact GELU). Each has a
 //! fast CPU custom op with a hand-written backward, and a fallback built from differentiable
-//! candle ops used on other devices.
+//! candle ops used on other devices. With the `cuda` feature, f32 tensors on a CUDA device use
+//! the kernels of [`cuda`] instead (one launch per forward or backward).
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod gelu;
 mod layer_norm;
 mod softmax;
@@ -15,6 +18,24 @@ use candle_core::{CpuStorage, DType, Layout, Result, Shape, Storage, Tensor, Wit
 
 /// Rows at or above this many elements in total are processed in parallel.
 const PAR_MIN_ELEMS: usize = 1 << 14;
+
+/// Whether `t` takes the custom op: f32/f64 on the CPU, or f32 on CUDA with the kernels on.
+fn takes_custom_op(t: &Tensor) -> bool {
+    (t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)) || on_cuda_kernels(t)
+}
+
+/// Whether `t` is a CUDA f32 tensor and the CUDA kernels are on.
+fn on_cuda_kernels(t: &Tensor) -> bool {
+    #[cfg(feature = "cuda")]
+    {
+        cuda::enabled_for(t)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = t;
+        false
+    }
+}
 
 /// Borrows a contiguous CPU storage as a slice.
 fn cpu_slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [T]> {

@@ -5,12 +5,12 @@ use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, W
 use num_traits::Float;
 use rayon::prelude::*;
 
-use super::{check_dtype, cpu_slice, from_vec, with_cpu, PAR_MIN_ELEMS};
+use super::{check_dtype, cpu_slice, from_vec, takes_custom_op, with_cpu, PAR_MIN_ELEMS};
 
-/// Numerically stable softmax over the last dim, differentiable. Uses the CPU custom op for
-/// f32/f64 on CPU, else [`softmax_last_dim_composed`].
+/// Numerically stable softmax over the last dim, differentiable. Uses the custom op for f32/f64
+/// on CPU and f32 on CUDA (feature `cuda`), else [`softmax_last_dim_composed`].
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+    if takes_custom_op(x) {
         x.contiguous()?.apply_op1(SoftmaxOp)
     } else {
         softmax_last_dim_composed(x)
@@ -102,7 +102,20 @@ impl CustomOp1 for SoftmaxOp {
         Ok((out, l.shape().clone()))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        super::cuda::softmax_fwd(s, l)
+    }
+
     fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        #[cfg(feature = "cuda")]
+        if res.device().is_cuda() {
+            return Ok(Some(super::cuda::softmax_bwd(res, grad)?));
+        }
         if !res.device().is_cpu() {
             candle_core::bail!("softmax custom op backward runs on CPU only");
         }

@@ -3,7 +3,13 @@
 //! gradient-norm clipping as `torch.nn.utils.clip_grad_norm_`.
 //!
 //! On CPU the update is fused: one pass over each parameter's storage, in place, reading the
-//! gradient and updating both moments (no temporary tensors). Other devices use tensor ops.
+//! gradient and updating both moments (no temporary tensors). With the `cuda` feature, CUDA
+//! parameters get the same fused update as one kernel launch each ([`cuda`]), and the gradient
+//! norm costs one device-to-host read per step. Other devices (or `EDGEBERT_CUDA_KERNELS=0`) use
+//! tensor ops.
+#[cfg(feature = "cuda")]
+mod cuda;
+
 use crate::error::{Result, TrainError};
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, DType, Layout, Tensor, Var};
@@ -41,8 +47,16 @@ pub fn decays(name: &str) -> bool {
 }
 
 enum Moments {
-    Cpu { m: Vec<f32>, v: Vec<f32> },
-    Dev { m: Tensor, v: Tensor },
+    Cpu {
+        m: Vec<f32>,
+        v: Vec<f32>,
+    },
+    #[cfg(feature = "cuda")]
+    Cuda(cuda::CudaMoments),
+    Dev {
+        m: Tensor,
+        v: Tensor,
+    },
 }
 
 struct Param {
@@ -59,9 +73,9 @@ pub struct AdamW {
     step: usize,
 }
 
-struct FusedStep<'a> {
-    m: RefCell<&'a mut [f32]>,
-    v: RefCell<&'a mut [f32]>,
+/// The scalars of one parameter's update (f32, as the fused kernels take them).
+#[derive(Debug, Clone, Copy)]
+struct StepScalars {
     lr: f32,
     decay: f32,
     beta1: f32,
@@ -70,6 +84,12 @@ struct FusedStep<'a> {
     bc1: f32,
     bc2_sqrt: f32,
     grad_scale: f32,
+}
+
+struct FusedStep<'a> {
+    m: RefCell<&'a mut [f32]>,
+    v: RefCell<&'a mut [f32]>,
+    k: StepScalars,
 }
 
 impl candle_core::InplaceOp2 for FusedStep<'_> {
@@ -98,15 +118,16 @@ impl candle_core::InplaceOp2 for FusedStep<'_> {
         if p.len() != g.len() || p.len() != m.len() {
             candle_core::bail!("adamw: size mismatch {} {} {}", p.len(), g.len(), m.len());
         }
-        let step_size = self.lr / self.bc1;
-        let shrink = 1.0 - self.lr * self.decay;
-        let (b1, b2) = (self.beta1, self.beta2);
+        let k = self.k;
+        let step_size = k.lr / k.bc1;
+        let shrink = 1.0 - k.lr * k.decay;
+        let (b1, b2) = (k.beta1, k.beta2);
         for (((pv, &gv), mv), vv) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-            let gv = gv * self.grad_scale;
+            let gv = gv * k.grad_scale;
             *pv *= shrink;
             *mv = b1 * *mv + (1.0 - b1) * gv;
             *vv = b2 * *vv + (1.0 - b2) * gv * gv;
-            let denom = vv.sqrt() / self.bc2_sqrt + self.eps;
+            let denom = vv.sqrt() / k.bc2_sqrt + k.eps;
             *pv -= step_size * *mv / denom;
         }
         Ok(())
@@ -130,6 +151,8 @@ impl AdamW {
                     m: vec![0.0; n],
                     v: vec![0.0; n],
                 }
+            } else if let Some(m) = cuda_moments(&var)? {
+                m
             } else {
                 Moments::Dev {
                     m: var.zeros_like()?,
@@ -167,6 +190,19 @@ impl AdamW {
 
     /// The global L2 norm of all gradients (parameters without a gradient count as zero).
     pub fn grad_norm(&self, grads: &GradStore) -> Result<f64> {
+        #[cfg(feature = "cuda")]
+        if self
+            .params
+            .iter()
+            .all(|p| matches!(p.moments, Moments::Cuda(_)))
+        {
+            let present: Vec<&Tensor> = self
+                .params
+                .iter()
+                .filter_map(|p| grads.get(p.var.as_tensor()))
+                .collect();
+            return Ok(cuda::grad_norm(&present)?);
+        }
         let mut sq = 0.0f64;
         for p in &self.params {
             if let Some(g) = grads.get(p.var.as_tensor()) {
@@ -189,23 +225,28 @@ impl AdamW {
                 continue;
             };
             let wd = if p.decay { c.weight_decay } else { 0.0 };
+            let k = StepScalars {
+                lr: lr as f32,
+                decay: wd as f32,
+                beta1: c.beta1 as f32,
+                beta2: c.beta2 as f32,
+                eps: c.eps as f32,
+                bc1: bc1 as f32,
+                bc2_sqrt: bc2.sqrt() as f32,
+                grad_scale: grad_scale as f32,
+            };
             match &mut p.moments {
                 Moments::Cpu { m, v } => {
                     let g = g.contiguous()?;
                     let op = FusedStep {
                         m: RefCell::new(m.as_mut_slice()),
                         v: RefCell::new(v.as_mut_slice()),
-                        lr: lr as f32,
-                        decay: wd as f32,
-                        beta1: c.beta1 as f32,
-                        beta2: c.beta2 as f32,
-                        eps: c.eps as f32,
-                        bc1: bc1 as f32,
-                        bc2_sqrt: bc2.sqrt() as f32,
-                        grad_scale: grad_scale as f32,
+                        k,
                     };
                     p.var.as_tensor().inplace_op2(&g, &op)?;
                 }
+                #[cfg(feature = "cuda")]
+                Moments::Cuda(mv) => mv.step(&p.var, g, k)?,
                 Moments::Dev { m, v } => {
                     let g = (g * grad_scale)?;
                     *m = ((&*m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
@@ -229,6 +270,8 @@ impl AdamW {
                     Tensor::from_slice(m, p.var.dims(), &candle_core::Device::Cpu)?,
                     Tensor::from_slice(v, p.var.dims(), &candle_core::Device::Cpu)?,
                 ),
+                #[cfg(feature = "cuda")]
+                Moments::Cuda(mv) => mv.to_host(p.var.dims())?,
                 Moments::Dev { m, v } => (m.clone(), v.clone()),
             };
             out.insert(format!("exp_avg.{}", p.name), m);
@@ -260,6 +303,8 @@ impl AdamW {
                     m: m.flatten_all()?.to_vec1()?,
                     v: v.flatten_all()?.to_vec1()?,
                 },
+                #[cfg(feature = "cuda")]
+                Moments::Cuda(_) => Moments::Cuda(cuda::CudaMoments::from_host(&p.var, &m, &v)?),
                 Moments::Dev { .. } => Moments::Dev {
                     m: m.to_device(p.var.device())?,
                     v: v.to_device(p.var.device())?,
@@ -269,6 +314,16 @@ impl AdamW {
         self.step = step;
         Ok(())
     }
+}
+
+/// Fused CUDA moments for `var` when it is an f32 CUDA parameter and the kernels are on.
+fn cuda_moments(var: &Var) -> Result<Option<Moments>> {
+    #[cfg(feature = "cuda")]
+    if edgebert_models::ops::cuda::enabled_for(var.as_tensor()) {
+        return Ok(Some(Moments::Cuda(cuda::CudaMoments::zeros(var)?)));
+    }
+    let _ = var;
+    Ok(None)
 }
 
 /// The factor `clip_grad_norm_` multiplies gradients by: `min(1, max_norm / (norm + 1e-6))`.
