@@ -57,16 +57,20 @@ extern "C" __global__ void edgebert_layer_norm_bwd_f32(const float *x, const flo
     float *dxr = dx + off;
     float mean, rstd;
     row_stats(xr, cols, eps, &mean, &rstd);
+    // g is rounded the same way in both loops (__fmul_rn is never contracted into an FMA): where
+    // the true dx is 0 (a row of equal values), g - mean(g) must cancel exactly, since rstd
+    // (up to 1/sqrt(eps)) would magnify any rounding difference.
     float sg = 0.f, sgx = 0.f;
     for (int c = threadIdx.x; c < cols; c += 32) {
-        const float g = dyr[c] * gamma[c];
+        const float g = __fmul_rn(dyr[c], gamma[c]);
         sg += g;
         sgx += g * (xr[c] - mean) * rstd;
     }
     const float mg = warp_sum(sg) / cols, mgx = warp_sum(sgx) / cols;
     for (int c = threadIdx.x; c < cols; c += 32) {
         const float xhat = (xr[c] - mean) * rstd;
-        dxr[c] = rstd * (dyr[c] * gamma[c] - mg - xhat * mgx);
+        const float g = __fmul_rn(dyr[c], gamma[c]);
+        dxr[c] = rstd * (__fsub_rn(g, mg) - xhat * mgx);
     }
     if (threadIdx.x == 0) {
         stats[2 * row] = mean;
