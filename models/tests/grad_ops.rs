@@ -196,8 +196,8 @@ fn gelu_backward_matches_finite_differences_and_candles_gelu() -> anyhow::Result
         .ok_or_else(|| anyhow::anyhow!("no grad for x"))?;
     assert_close("gelu dx", gx, &numeric_grad(&x0, &loss)?)?;
 
-    // The forward is candle's formula exactly; the gradient agrees with candle's composed one
-    // (which rounds 1/sqrt(2 pi) to 0.398942).
+    // In f64 the forward is candle's formula exactly; the gradient agrees with candle's composed
+    // one (which rounds 1/sqrt(2 pi) to 0.398942).
     let xc = Var::from_tensor(&x0)?;
     let yc = xc.as_tensor().gelu_erf()?;
     let gc = (&yc * &w)?.sum_all()?.backward()?;
@@ -225,7 +225,14 @@ fn gelu_large_f32_input_uses_parallel_path_and_matches_candle() -> anyhow::Resul
     let theirs = Var::from_tensor(&x)?;
     let y = gelu_erf(ours.as_tensor())?;
     let yc = theirs.as_tensor().gelu_erf()?;
-    assert_eq!(y.to_vec2::<f32>()?, yc.to_vec2::<f32>()?);
+    // f32 uses a rational erf (|error| < 5e-7), so y = x Φ(x) may differ by up to ~2.5e-7 |x|.
+    let dy = ((&y - &yc)?.abs()? / x.abs()?.maximum(1.0)?)?
+        .max_all()?
+        .to_scalar::<f32>()?;
+    assert!(
+        dy < 5e-7,
+        "custom vs candle forward, relative to max(1, |x|): {dy}"
+    );
     let g = (y * &w)?.sum_all()?.backward()?;
     let gc = (yc * &w)?.sum_all()?.backward()?;
     let (g, gc) = (
