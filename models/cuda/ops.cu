@@ -150,3 +150,19 @@ extern "C" __global__ void edgebert_gelu_erf_bwd_f32(const float *x, const float
         dx[i] = dy[i] * (cdf + v * pdf);
     }
 }
+
+// Embedding gradient, deterministic: rows[u] gets the sum of dy over the positions
+// pos[offsets[u] .. offsets[u + 1]] that hold token ids[u], in that order (the host groups the
+// positions). One block per distinct token; threads stride over the columns.
+extern "C" __global__ void edgebert_embedding_bwd_f32(const float *dy, const unsigned int *ids,
+                                                      const unsigned int *offsets, const unsigned int *pos,
+                                                      float *dtable, int cols) {
+    const unsigned int u = blockIdx.x;
+    const size_t row = (size_t)ids[u] * cols;
+    const unsigned int p0 = offsets[u], p1 = offsets[u + 1];
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+        float s = 0.f;
+        for (unsigned int p = p0; p < p1; ++p) s += dy[(size_t)pos[p] * cols + c];
+        dtable[row + c] = s;
+    }
+}

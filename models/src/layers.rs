@@ -302,7 +302,7 @@ pub fn embed(table: &Tensor, ids: &Tensor) -> Result<Tensor> {
     let (b, s) = ids.dims2()?;
     let h = table.dim(D::Minus1)?;
     let flat = ids.flatten_all()?;
-    Ok(table.index_select(&flat, 0)?.reshape((b, s, h))?)
+    Ok(ops::embedding(table, &flat)?.reshape((b, s, h))?)
 }
 
 /// Position-embedding rows `0..s`: `[1, s, hidden]`.

@@ -254,3 +254,63 @@ pub fn gelu_erf_bwd(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
     })?;
     Ok(to_tensor(dx, shape))
 }
+
+/// Embedding gradient `[vocab, hidden]` of `table` for the flat u32 `ids` and `dy` (`[n, hidden]`):
+/// positions grouped by id on the host (a stable sort: each row sums its positions in order),
+/// then one block per distinct id.
+pub fn embedding_bwd(table: &Tensor, ids: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    let (vocab, cols) = table.dims2()?;
+    let host_ids: Vec<u32> = ids.flatten_all()?.to_vec1()?;
+    let n = host_ids.len();
+    if dy.elem_count() != n * cols {
+        candle_core::bail!(
+            "embedding bwd: gradient {:?} for {n} ids of width {cols}",
+            dy.shape()
+        );
+    }
+    if let Some(bad) = host_ids.iter().find(|&&i| i as usize >= vocab) {
+        candle_core::bail!("embedding bwd: id {bad} outside the table's {vocab} rows");
+    }
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    order.sort_by_key(|&p| host_ids[p as usize]);
+    let (mut uniq, mut offsets) = (Vec::new(), vec![0u32]);
+    for (k, &p) in order.iter().enumerate() {
+        let id = host_ids[p as usize];
+        if uniq.last() != Some(&id) {
+            if !uniq.is_empty() {
+                offsets.push(k as u32);
+            }
+            uniq.push(id);
+        }
+    }
+    offsets.push(n as u32);
+    let dt = with_storages([dy], "embedding bwd", |[dys]| {
+        let dev = &dys.0.device;
+        let dyv = view(dys.0, dys.1, "embedding bwd")?;
+        let out = dev.alloc_zeros::<f32>(vocab * cols)?;
+        if !uniq.is_empty() && cols > 0 {
+            let stream = dev.cuda_stream();
+            let ids_d = stream.clone_htod(&uniq).w()?;
+            let offsets_d = stream.clone_htod(&offsets).w()?;
+            let pos_d = stream.clone_htod(&order).w()?;
+            let func = dev.get_or_load_custom_func("edgebert_embedding_bwd_f32", MODULE, PTX)?;
+            let c = cols as i32;
+            let mut b = func.builder();
+            b.arg(&dyv)
+                .arg(&ids_d)
+                .arg(&offsets_d)
+                .arg(&pos_d)
+                .arg(&out)
+                .arg(&c);
+            let cfg = LaunchConfig {
+                grid_dim: (uniq.len() as u32, 1, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            // SAFETY: argument types and count match the kernel's signature; every id < vocab.
+            unsafe { b.launch(cfg) }.w()?;
+        }
+        Ok(wrap(out, dev))
+    })?;
+    Ok(to_tensor(dt, (vocab, cols)))
+}

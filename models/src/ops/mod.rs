@@ -6,10 +6,12 @@
 
 #[cfg(feature = "cuda")]
 pub mod cuda;
+mod embedding;
 mod gelu;
 mod layer_norm;
 mod softmax;
 
+pub use embedding::embedding;
 pub use gelu::gelu_erf;
 pub use layer_norm::{layer_norm, layer_norm_composed};
 pub use softmax::{softmax_last_dim, softmax_last_dim_composed};
