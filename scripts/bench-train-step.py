@@ -3,13 +3,18 @@
 thread count: batch 64 x 32 tokens, forward + backward + AdamW, MiniLM size and DistilBERT-base
 size, random init. Prints tokens/s of both and the ratio candle / PyTorch.
 
-Usage: python3 scripts/bench-train-step.py [--threads 2] [--steps 10] [--skip-candle]
-Needs torch + transformers (PyPI); runs
-`cargo run --release -p edgebert-trainer --example train_step -- STEPS` for the candle side.
+The two engines alternate, per model, for --rounds rounds (candle, then PyTorch, each in a fresh process), and the
+summary is the median of the per-round ratios: on a machine whose speed drifts by tens of percent within minutes,
+a ratio of two runs taken minutes apart says more about the drift than about the engines.
+
+Usage: python3 scripts/bench-train-step.py [--threads 2] [--steps 10] [--rounds 3] [--skip-candle]
+Needs torch + transformers (PyPI); builds the example once with
+`cargo build --release -p edgebert-trainer --example train_step` and runs it as `train_step STEPS MODEL`.
 """
 
 import argparse
 import json
+import statistics
 import os
 import subprocess
 import sys
@@ -65,34 +70,61 @@ def torch_tokens_per_s(name, threads, steps):
     return BATCH * SEQ / dt
 
 
-def candle_tokens_per_s(threads, steps):
+def build_candle():
+    cmd = ["cargo", "build", "--release", "-p", "edgebert-trainer", "--example", "train_step"]
+    print("building:", " ".join(cmd), file=sys.stderr)
+    subprocess.run(cmd, cwd=ROOT, check=True)
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    return target / "release" / "examples" / "train_step"
+
+
+def candle_tokens_per_s(binary, name, threads, steps):
     # The example applies edgebert-train's allocator settings itself (runtime/src/memory.rs).
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
-    cmd = ["cargo", "run", "--release", "-p", "edgebert-trainer", "--example", "train_step", "--", str(steps)]
-    print("running:", " ".join(cmd), f"(RAYON_NUM_THREADS={threads})", file=sys.stderr)
-    out = subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
-    res = {}
+    out = subprocess.run([str(binary), str(steps), name], cwd=ROOT, env=env, check=True,
+                         stdout=subprocess.PIPE, text=True).stdout
     for line in out.splitlines():
         if line.startswith("{"):
             d = json.loads(line)
-            res[d["model"]] = d["tokens_per_s"]
-    return res
+            if d["model"] == name:
+                return d["tokens_per_s"]
+    raise RuntimeError(f"train_step printed no result for {name}")
+
+
+def torch_tokens_per_s_fresh(name, threads, steps):
+    # A fresh process per measurement, as for candle (no warm allocator or thread pool carried over).
+    out = subprocess.run([sys.executable, __file__, "--torch-only", name, "--threads", str(threads),
+                          "--steps", str(steps)], check=True, stdout=subprocess.PIPE, text=True).stdout
+    return float(out.strip().splitlines()[-1])
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3, help="alternating candle/PyTorch rounds per model")
     ap.add_argument("--skip-candle", action="store_true")
+    ap.add_argument("--torch-only", metavar="MODEL", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    candle = {} if args.skip_candle else candle_tokens_per_s(args.threads, args.steps)
-    print(f"batch {BATCH}x{SEQ}, {args.threads} threads, forward+backward+AdamW")
+    if args.torch_only:
+        print(torch_tokens_per_s(args.torch_only, args.threads, args.steps))
+        return
+    binary = None if args.skip_candle else build_candle()
+    print(f"batch {BATCH}x{SEQ}, {args.threads} threads, forward+backward+AdamW, {args.rounds} alternating rounds")
     for name in ("minilm", "distilbert-base"):
-        pt = torch_tokens_per_s(name, args.threads, args.steps)
-        line = f"{name:16s} pytorch {pt:9.1f} tok/s"
-        if name in candle:
-            line += f"  candle {candle[name]:9.1f} tok/s  ratio {candle[name] / pt:.2f}x"
-        print(line, flush=True)
+        pts, cds = [], []
+        for r in range(args.rounds):
+            if binary is not None:
+                cds.append(candle_tokens_per_s(binary, name, args.threads, args.steps))
+            pts.append(torch_tokens_per_s_fresh(name, args.threads, args.steps))
+            line = f"{name:16s} round {r + 1}: pytorch {pts[-1]:9.1f} tok/s"
+            if cds:
+                line += f"  candle {cds[-1]:9.1f} tok/s  ratio {cds[-1] / pts[-1]:.2f}x"
+            print(line, flush=True)
+        if cds:
+            ratios = sorted(c / p for c, p in zip(cds, pts))
+            print(f"{name:16s} median ratio {statistics.median(ratios):.2f}x "
+                  f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)})", flush=True)
 
 
 if __name__ == "__main__":
