@@ -148,7 +148,9 @@ impl CustomOp1 for GeluErfOp {
             return Ok(Some(super::cuda::gelu_erf_bwd(arg, grad)?));
         }
         if !arg.device().is_cpu() {
-            candle_core::bail!("gelu custom op backward runs on CPU only");
+            candle_core::bail!(
+                "gelu custom op backward runs on CPU, or on CUDA with the `cuda` feature"
+            );
         }
         fn run<T: GeluFloat>(arg: &Tensor, grad: &Tensor) -> Result<Tensor> {
             let dx = with_cpu::<T, _>(arg, "gelu bwd", |xs| {

@@ -212,7 +212,9 @@ impl CustomOp3 for LayerNormOp {
             return Ok((Some(dx), Some(dg), Some(db)));
         }
         if !x.device().is_cpu() {
-            candle_core::bail!("layer_norm custom op backward runs on CPU only");
+            candle_core::bail!(
+                "layer_norm custom op backward runs on CPU, or on CUDA with the `cuda` feature"
+            );
         }
         fn run<T: WithDType + Float>(
             x: &Tensor,

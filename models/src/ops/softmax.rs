@@ -117,7 +117,9 @@ impl CustomOp1 for SoftmaxOp {
             return Ok(Some(super::cuda::softmax_bwd(res, grad)?));
         }
         if !res.device().is_cpu() {
-            candle_core::bail!("softmax custom op backward runs on CPU only");
+            candle_core::bail!(
+                "softmax custom op backward runs on CPU, or on CUDA with the `cuda` feature"
+            );
         }
         let d = res.dim(D::Minus1)?;
         if d == 0 {
