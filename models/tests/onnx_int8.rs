@@ -7,7 +7,9 @@ use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
 use edgebert_models::config::{Architecture, ModelConfig};
-use edgebert_models::onnx::{export_classifier, ExportOptions, Quantization, WeightScales};
+use edgebert_models::onnx::{
+    export_classifier, ExportOptions, Quantization, WeightRange, WeightScales,
+};
 use onnx_common::*;
 use prost::Message;
 use rand::rngs::StdRng;
@@ -115,17 +117,80 @@ fn int8_tiny_logits_close_to_fp32_in_tract() {
     }
 }
 
+/// Every Linear weight's int8 codes (the `MatMulInteger` B inputs) of an export.
+fn linear_codes(bytes: &[u8]) -> Vec<i8> {
+    let g = ModelProto::decode(bytes).unwrap().graph.unwrap();
+    let b_inputs: Vec<&str> = g
+        .node
+        .iter()
+        .filter(|n| n.op_type == "MatMulInteger")
+        .map(|n| n.input[1].as_str())
+        .collect();
+    g.initializer
+        .iter()
+        .filter(|t| b_inputs.contains(&t.name.as_str()))
+        .flat_map(|t| t.raw_data.iter().map(|&b| b as i8))
+        .collect()
+}
+
+#[test]
+fn weight_range_bounds_the_codes_and_is_recorded() {
+    let cfg = tiny_config(Architecture::DistilBert, "gelu");
+    let w = random_weights(&cfg, 3, 57);
+    for (range, qmax, tag) in [
+        (WeightRange::Reduced, 63u8, "reduced"),
+        (WeightRange::Full, 127, "full"),
+    ] {
+        let opts = ExportOptions {
+            weight_range: range,
+            ..int8(WeightScales::PerChannel)
+        };
+        let bytes = export_classifier(&cfg, &w, &opts).unwrap();
+        let codes = linear_codes(&bytes);
+        assert_eq!(codes.len(), linear_weight_count(&cfg, 3));
+        // every column's largest weight maps to ±qmax, nothing goes beyond
+        let top = codes.iter().map(|c| c.unsigned_abs()).max().unwrap();
+        assert_eq!(top, qmax, "{range:?}");
+        // no u8 x s8 int16 pair sum can saturate with reduced codes
+        if range == WeightRange::Reduced {
+            assert!(2 * 255 * i32::from(top) <= i32::from(i16::MAX));
+        }
+        let meta = ModelProto::decode(&bytes[..]).unwrap().metadata_props;
+        let recorded = meta.iter().find(|m| m.key == "edgebert.weight_range");
+        assert_eq!(recorded.map(|m| m.value.as_str()), Some(tag));
+    }
+    // the default is reduced; fp32 exports carry no weight range
+    assert_eq!(ExportOptions::default().weight_range, WeightRange::Reduced);
+    let fp32 = export_classifier(&cfg, &w, &ExportOptions::default()).unwrap();
+    let meta = ModelProto::decode(&fp32[..]).unwrap().metadata_props;
+    assert!(meta.iter().all(|m| m.key != "edgebert.weight_range"));
+}
+
+/// Elements of every Linear weight of a tiny classifier with `labels` labels.
+fn linear_weight_count(cfg: &ModelConfig, labels: usize) -> usize {
+    let (h, f) = (cfg.hidden_size, cfg.intermediate_size);
+    cfg.num_layers * (4 * h * h + 2 * h * f) + h * h + h * labels
+}
+
 #[test]
 fn int8_onnxruntime_and_tract_agree_and_checker_accepts() {
     if !python_ready("int8_onnxruntime_and_tract_agree_and_checker_accepts") {
         return;
     }
-    for arch in [Architecture::DistilBert, Architecture::Bert] {
+    for (arch, range) in [
+        (Architecture::DistilBert, WeightRange::Reduced),
+        (Architecture::Bert, WeightRange::Reduced),
+        (Architecture::DistilBert, WeightRange::Full),
+    ] {
         let cfg = tiny_config(arch, "gelu");
         let w = random_weights(&cfg, 3, 51);
-        let bytes = export_classifier(&cfg, &w, &int8(WeightScales::PerChannel)).unwrap();
+        let opts = ExportOptions {
+            weight_range: range,
+            ..int8(WeightScales::PerChannel)
+        };
+        let bytes = export_classifier(&cfg, &w, &opts).unwrap();
         let cases = standard_cases(cfg.vocab_size);
-        let peer = onnx_peer(&bytes, &cases, &format!("int8-{arch:?}"));
+        let peer = onnx_peer(&bytes, &cases, &format!("int8-{arch:?}-{range:?}"));
         assert_eq!(peer.json["checker"], "ok");
         let (mut vs_tract, mut vs_ref, mut mag) = (0f32, 0f32, 0f32);
         for (case, ort) in cases.iter().zip(&peer.logits) {
@@ -135,9 +200,10 @@ fn int8_onnxruntime_and_tract_agree_and_checker_accepts() {
             vs_ref = vs_ref.max(max_abs_diff(ort, &r));
             mag = mag.max(max_abs(&r));
         }
-        eprintln!("{arch:?} int8: onnxruntime vs tract max |Δ| = {vs_tract:.2e}, onnxruntime int8 vs fp32 reference {vs_ref:.4}");
-        if !ort_u8s8_exact() {
-            eprintln!("NOTE: no VNNI on this CPU: onnxruntime's u8 x s8 GEMM saturates; agreement not asserted");
+        eprintln!("{arch:?} int8 {range:?}: onnxruntime vs tract max |Δ| = {vs_tract:.2e}, onnxruntime int8 vs fp32 reference {vs_ref:.4}");
+        // reduced-range codes cannot saturate; full range is exact only with VNNI (or off x86)
+        if range == WeightRange::Full && !ort_u8s8_exact() {
+            eprintln!("NOTE: no VNNI on this CPU: onnxruntime's u8 x s8 GEMM saturates on full-range codes; agreement not asserted for them");
             continue;
         }
         assert!(
@@ -244,15 +310,12 @@ fn minilm_int8_size_ratio_and_error() {
                 &tract_logits(&per_channel, case).unwrap(),
             ));
         }
-        eprintln!("MiniLM int8 per-channel: onnxruntime vs tract max |Δ| = {vs_tract:.2e}");
-        if ort_u8s8_exact() {
-            assert!(
-                vs_tract <= 0.05 * mag.max(1.0),
-                "onnxruntime vs tract {vs_tract}"
-            );
-        } else {
-            eprintln!("NOTE: no VNNI on this CPU: onnxruntime's u8 x s8 GEMM saturates; agreement not asserted");
-        }
+        eprintln!("MiniLM int8 per-channel (reduced range): onnxruntime vs tract max |Δ| = {vs_tract:.2e}");
+        // the default reduced-range codes cannot saturate onnxruntime's u8 x s8 GEMM on any CPU
+        assert!(
+            vs_tract <= 0.05 * mag.max(1.0),
+            "onnxruntime vs tract {vs_tract}"
+        );
     }
 }
 
@@ -266,8 +329,18 @@ fn int8_pytorch_fixtures_close_to_reference_in_tract() {
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
                 .unwrap();
-        for scales in [WeightScales::PerChannel, WeightScales::PerTensor] {
-            let bytes = export_classifier(&cfg, &w, &int8(scales)).unwrap();
+        // per-tensor scales only with full range: with 7-bit codes and one scale per matrix the
+        // tiny random fixtures' error reaches 16% of the largest logit (0.68 of 4.2)
+        for (scales, range) in [
+            (WeightScales::PerChannel, WeightRange::Reduced),
+            (WeightScales::PerChannel, WeightRange::Full),
+            (WeightScales::PerTensor, WeightRange::Full),
+        ] {
+            let opts = ExportOptions {
+                weight_range: range,
+                ..int8(scales)
+            };
+            let bytes = export_classifier(&cfg, &w, &opts).unwrap();
             let (mut err, mut mag) = (0f32, 0f32);
             for b in json["batches"].as_array().unwrap() {
                 let case = Case {
@@ -278,10 +351,10 @@ fn int8_pytorch_fixtures_close_to_reference_in_tract() {
                 err = err.max(max_abs_diff(&tract_logits(&bytes, &case).unwrap(), &torch));
                 mag = mag.max(max_abs(&torch));
             }
-            eprintln!("{name} {scales:?}: int8 (tract) vs PyTorch fp32 max |Δlogit| = {err:.4} (max |logit| {mag:.3})");
+            eprintln!("{name} {scales:?} {range:?}: int8 (tract) vs PyTorch fp32 max |Δlogit| = {err:.4} (max |logit| {mag:.3})");
             assert!(
                 err > 0.0 && err < 0.1 * mag.max(1.0),
-                "{name} {scales:?}: {err}"
+                "{name} {scales:?} {range:?}: {err}"
             );
         }
     }

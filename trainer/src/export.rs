@@ -11,7 +11,7 @@ use crate::finetune::{copy_tokenizer_files, var_tensors};
 use crate::io::{copy_atomic, write_atomic, write_json};
 use crate::metrics::Metrics;
 use candle_core::Device;
-use edgebert_models::onnx::{export_classifier, ExportOptions, Quantization};
+use edgebert_models::onnx::{export_classifier, ExportOptions, Quantization, WeightRange};
 use edgebert_runtime::{BundleWriter, Session, SessionOptions};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -31,6 +31,8 @@ pub struct ExportOpts {
     /// Quantize the shipped model: `Int8` (default) writes `model.int8.onnx` and makes
     /// `model.edgebert` carry it (the fp32 bundle stays as `model.fp32.edgebert`); `None` ships fp32.
     pub quantize: Quantization,
+    /// Code range of the int8 Linear weights (see [`WeightRange`]); default reduced (7-bit).
+    pub weight_range: WeightRange,
     /// Skip the runtime verification.
     pub skip_verify: bool,
     /// Verify on the first N examples only.
@@ -47,6 +49,7 @@ impl Default for ExportOpts {
             data: None,
             max_len: 128,
             quantize: Quantization::Int8,
+            weight_range: WeightRange::Reduced,
             skip_verify: false,
             max_verify_samples: None,
             progress: true,
@@ -71,6 +74,8 @@ pub struct Verification {
     pub agreement: f64,
     /// Largest |logit difference|.
     pub max_abs_logit_diff: f32,
+    /// Largest |logit| of candle's fp32 model, the scale `max_abs_logit_diff` is read against.
+    pub max_abs_candle_logit: f32,
 }
 
 /// What `export` produced and measured.
@@ -129,6 +134,7 @@ fn verify(
         runtime_weighted_f1: mr.weighted_f1,
         agreement: agree as f64 / texts.len().max(1) as f64,
         max_abs_logit_diff: max_diff,
+        max_abs_candle_logit: candle.logits.iter().fold(0f32, |m, v| m.max(v.abs())),
     })
 }
 
@@ -153,6 +159,7 @@ pub fn export(o: &ExportOpts) -> Result<ExportSummary> {
     for (q, tag, bundle_name) in variants {
         let eo = ExportOptions {
             quantize: q,
+            weight_range: o.weight_range,
             labels: labels.clone(),
             ..Default::default()
         };

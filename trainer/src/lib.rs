@@ -18,7 +18,7 @@ pub mod plot;
 pub mod schedule;
 
 /// Weight format of an exported model (re-exported from the models crate).
-pub use edgebert_models::onnx::Quantization;
+pub use edgebert_models::onnx::{Quantization, WeightRange};
 /// glibc heap settings for training processes: candle allocates a fresh buffer for nearly every
 /// tensor op, and with glibc's defaults each freed block over 128 KiB was unmapped and faulted in
 /// again (28% of a CPU fine-tune's time in the kernel). Shared with the runtime's CLI.

@@ -6,7 +6,7 @@ use edgebert_trainer::eval::{evaluate_dir, EvaluateOptions};
 use edgebert_trainer::export::{export, ExportOpts};
 use edgebert_trainer::extract::{extract, ExtractOptions};
 use edgebert_trainer::finetune::{finetune, BestMetric, FinetuneOptions};
-use edgebert_trainer::Quantization;
+use edgebert_trainer::{Quantization, WeightRange};
 use std::path::PathBuf;
 
 /// Train text classifiers on the host: feature extraction + logistic regression, fine-tuning,
@@ -151,6 +151,14 @@ enum QuantizeArg {
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum WeightRangeArg {
+    /// 7-bit codes in [-63, 63]: no saturation in any u8×s8 kernel.
+    Reduced,
+    /// 8-bit codes in [-127, 127].
+    Full,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
 enum Format {
     Text,
     Json,
@@ -200,6 +208,12 @@ struct ExportArgs {
     /// model.fp32.edgebert; `none` makes model.edgebert the fp32 model.
     #[arg(long, value_enum, default_value = "int8")]
     quantize: QuantizeArg,
+    /// Code range of the int8 Linear weights: `reduced` (7-bit, codes in [-63, 63]) cannot
+    /// saturate the int16 pair sums of u8×s8 kernels on x86 CPUs with AVX2 but no VNNI
+    /// (onnxruntime's `reduce_range`); `full` ([-127, 127]) halves the rounding error for engines
+    /// known to run on VNNI or ARM dot-product hardware. edgebert's runtime is exact either way.
+    #[arg(long, value_enum, default_value = "reduced")]
+    weight_range: WeightRangeArg,
     /// Skip the runtime-vs-candle verification.
     #[arg(long)]
     skip_verify: bool,
@@ -340,6 +354,10 @@ fn run() -> anyhow::Result<()> {
                 quantize: match a.quantize {
                     QuantizeArg::Int8 => Quantization::Int8,
                     QuantizeArg::None => Quantization::None,
+                },
+                weight_range: match a.weight_range {
+                    WeightRangeArg::Reduced => WeightRange::Reduced,
+                    WeightRangeArg::Full => WeightRange::Full,
                 },
                 skip_verify: a.skip_verify,
                 max_verify_samples: a.max_verify_samples,

@@ -67,7 +67,16 @@ fn int8_export_writes_the_contract_and_verifies_with_the_runtime() {
     );
     let int8 = s.int8.expect("int8 verification");
     assert!(int8.max_abs_logit_diff > 0.0, "int8 identical to fp32?");
-    assert!(int8.agreement >= 0.9, "int8 agreement {}", int8.agreement);
+    // This tiny model is near chance (one short epoch), so its labels sit on near-ties and label
+    // agreement says little: the int8 error is checked on the logits (7-bit weights on a
+    // 32-wide model: ≈ 13% of the largest logit here, 6% with full range); the MiniLM smoke
+    // test checks label agreement on a trained model.
+    assert!(
+        int8.max_abs_logit_diff < 0.2 * int8.max_abs_candle_logit,
+        "int8 logits off by {} (largest |logit| {})",
+        int8.max_abs_logit_diff,
+        int8.max_abs_candle_logit
+    );
 
     // model.edgebert carries the int8 model; both int8 paths run it.
     let int8_bytes = std::fs::metadata(out.join("model.edgebert"))

@@ -1,6 +1,8 @@
 //! CI smoke: one short epoch of MiniLM on a few hundred emotion examples; the training loss falls
-//! and validation accuracy beats the majority-class baseline. Needs EDGEBERT_SHARED.
+//! and validation accuracy beats the majority-class baseline; the export's fp32 bundle matches
+//! candle and its int8 bundle agrees with it on the labels. Needs EDGEBERT_SHARED.
 mod common;
+use edgebert_trainer::export::{export, ExportOpts};
 use edgebert_trainer::finetune::{finetune, FinetuneOptions};
 
 #[test]
@@ -47,5 +49,42 @@ fn minilm_emotion_smoke() {
         "accuracy {} does not beat the majority baseline {}",
         s.validation.accuracy,
         s.majority_accuracy
+    );
+
+    let x = export(&ExportOpts {
+        model: tmp.path().join("out").display().to_string(),
+        out: tmp.path().join("export"),
+        max_len: 48,
+        max_verify_samples: Some(300),
+        progress: false,
+        ..Default::default()
+    })
+    .expect("export");
+    let (fp32, int8) = (x.fp32.expect("fp32 check"), x.int8.expect("int8 check"));
+    eprintln!(
+        "smoke export: fp32 runtime {:.4} = candle {:.4} (max |Δlogit| {:.1e}); int8 runtime {:.4}, label agreement with fp32 {:.4}, max |Δlogit| {:.3} (largest |logit| {:.2})",
+        fp32.runtime_accuracy,
+        fp32.candle_accuracy,
+        fp32.max_abs_logit_diff,
+        int8.runtime_accuracy,
+        int8.agreement,
+        int8.max_abs_logit_diff,
+        int8.max_abs_candle_logit
+    );
+    assert!(
+        fp32.max_abs_logit_diff < 1e-4,
+        "{}",
+        fp32.max_abs_logit_diff
+    );
+    assert!(
+        int8.agreement >= 0.98,
+        "int8 label agreement {}",
+        int8.agreement
+    );
+    assert!(
+        (int8.runtime_accuracy - fp32.candle_accuracy).abs() <= 0.01,
+        "int8 accuracy {} vs fp32 {}",
+        int8.runtime_accuracy,
+        fp32.candle_accuracy
     );
 }

@@ -19,15 +19,19 @@
 //! becomes `DynamicQuantizeLinear(x)` → `MatMulInteger(x_u8, W_i8, x_zp)` → `Cast` →
 //! `Mul(x_scale * w_scale)` → `Add(bias)`: the only form that reaches tract's integer GEMM
 //! kernels (QDQ pairs run as fake-quant fp32). One `DynamicQuantizeLinear` is shared by q/k/v.
-//! Weights are symmetric int8 (zero point 0, codes in [-127, 127]). Embedding tables (word and
+//! Weights are symmetric int8 (zero point 0, codes in [-63, 63] by default, [-127, 127] with
+//! [`WeightRange::Full`]). Embedding tables (word and
 //! position) are int8 with one scale per row: `Gather`/`Slice` the codes and the row scales, `Cast`,
 //! `Mul`. LayerNorm, GELU, softmax and the attention matmuls stay fp32.
 //!
 //! Per-channel vs per-tensor weight scales ([`WeightScales`]): per-channel is the default.
-//! Measured here (tract, max |Δlogit| int8 vs fp32): all-MiniLM-L6-v2 with a random 6-label
-//! head, per-channel 0.026 vs per-tensor 0.050 (logits ≈ 0.27); tiny PyTorch fixtures vs
-//! transformers' logits: DistilBERT 0.176 vs 0.237 (logits ≈ 4.2), BERT 0.099 vs 0.150
-//! (logits ≈ 2.4). MiniLM file size: int8 23.1 MB = 25.4% of fp32 90.9 MB.
+//! Measured here with full-range codes (tract, max |Δlogit| int8 vs fp32): all-MiniLM-L6-v2
+//! with a random 6-label head, per-channel 0.026 vs per-tensor 0.050 (logits ≈ 0.27); tiny
+//! PyTorch fixtures vs transformers' logits: DistilBERT 0.176 vs 0.237 (logits ≈ 4.2), BERT
+//! 0.099 vs 0.150 (logits ≈ 2.4). With the default reduced range, per-channel: MiniLM 0.032,
+//! DistilBERT 0.300, BERT 0.151 (per-tensor with reduced range doubles again: 0.68 on
+//! DistilBERT, so it is only tested with full range). MiniLM file size: int8 23.1 MB = 25.4%
+//! of fp32 90.9 MB.
 //! Issue 5 measured per-tensor scales on MiniLM at a logit error of about 1.6 on logits of
 //! about 4, and per-channel at about half that; the 0.3-point accuracy target needs the
 //! latter. Its cost in tract is a vector instead of a scalar output rescale (33-40% in
@@ -36,14 +40,17 @@
 //! `onnx_int8::int8_pytorch_fixtures_close_to_reference_in_tract` print both errors for our own
 //! export (MiniLM with a random head; tiny fixtures vs PyTorch) so the choice can be re-checked.
 //!
-//! Symmetric int8 weights against u8 activations (u8 x s8) are what VNNI/SDOT kernels want; on
-//! x86 with AVX2 but no VNNI, onnxruntime's u8 x s8 GEMM saturates in `vpmaddubsw` (its
-//! `reduce_range` case): measured on this AVX2-only host, onnxruntime's int8 logits are off by
-//! up to 1.0 while tract's (exact integer) stay within 0.08 of fp32. Such hosts should run the
-//! fp32 plan (issue 5), and side-by-side races belong on VNNI hardware.
+//! Symmetric int8 weights against u8 activations (u8 x s8) are what VNNI/SDOT kernels want. On
+//! x86 with AVX2 but no VNNI, onnxruntime's u8 x s8 GEMM sums pairs of products in int16
+//! (`vpmaddubsw`), which saturates for full-range weights: measured on this AVX2-only host,
+//! onnxruntime's full-range int8 logits were off by up to 1.0 while tract's (exact integer)
+//! stayed within 0.08 of fp32. Hence [`WeightRange::Reduced`] by default (7-bit codes, which
+//! cannot saturate); see its documentation for the accuracy and agreement it buys.
 
 mod export;
 mod graph;
 mod quant;
 
-pub use export::{export_classifier, write_onnx, ExportOptions, Quantization, WeightScales};
+pub use export::{
+    export_classifier, write_onnx, ExportOptions, Quantization, WeightRange, WeightScales,
+};

@@ -1,27 +1,38 @@
 //! Symmetric int8 weight quantization: per output channel or per tensor for Linear weights,
-//! per row for embedding tables. Zero points are always 0 and codes lie in [-127, 127].
+//! per row for embedding tables. Zero points are always 0; codes lie in [-qmax, qmax], where
+//! `qmax` is 127 (full range) or 63 (reduced range, see `WeightRange`) for Linear weights and
+//! always 127 for embedding tables.
 
-/// Code and scale of one symmetric quantization: `x ≈ q * scale`.
-fn scale_for(max_abs: f32) -> f32 {
+/// Largest code of full-range int8.
+pub(crate) const QMAX_FULL: i8 = 127;
+/// Largest code of reduced-range (7-bit) int8: `2 × 255 × 64 < 32768`, so a u8 × s8 pair sum
+/// fits int16 (no saturation in AVX2's `vpmaddubsw`).
+pub(crate) const QMAX_REDUCED: i8 = 63;
+
+/// Scale of one symmetric quantization (`x ≈ q * scale`) whose largest magnitude maps to `qmax`.
+fn scale_for(max_abs: f32, qmax: i8) -> f32 {
     if max_abs > 0.0 && max_abs.is_finite() {
-        max_abs / 127.0
+        max_abs / f32::from(qmax)
     } else {
         1.0
     }
 }
 
-fn code(v: f32, inv_scale: f32) -> i8 {
+fn code(v: f32, inv_scale: f32, qmax: i8) -> i8 {
+    let qmax = f32::from(qmax);
     // round half to even, as ONNX QuantizeLinear does
-    (v * inv_scale).round_ties_even().clamp(-127.0, 127.0) as i8
+    (v * inv_scale).round_ties_even().clamp(-qmax, qmax) as i8
 }
 
 /// Quantizes a `[rows, cols]` row-major matrix (a Linear weight laid out `[in, out]`) with one
-/// scale per column (`per_channel`) or a single scale; returns the codes and the scales.
+/// scale per column (`per_channel`) or a single scale, codes in [-qmax, qmax]; returns the codes
+/// and the scales.
 pub(crate) fn quantize_columns(
     w: &[f32],
     rows: usize,
     cols: usize,
     per_channel: bool,
+    qmax: i8,
 ) -> (Vec<i8>, Vec<f32>) {
     let scales: Vec<f32> = if per_channel {
         let mut max = vec![0f32; cols];
@@ -30,15 +41,15 @@ pub(crate) fn quantize_columns(
                 *m = m.max(v.abs());
             }
         }
-        max.into_iter().map(scale_for).collect()
+        max.into_iter().map(|m| scale_for(m, qmax)).collect()
     } else {
-        vec![scale_for(w.iter().fold(0f32, |m, v| m.max(v.abs())))]
+        vec![scale_for(w.iter().fold(0f32, |m, v| m.max(v.abs())), qmax)]
     };
     let inv: Vec<f32> = scales.iter().map(|s| 1.0 / s).collect();
     let q = w
         .iter()
         .enumerate()
-        .map(|(i, &v)| code(v, if per_channel { inv[i % cols] } else { inv[0] }))
+        .map(|(i, &v)| code(v, if per_channel { inv[i % cols] } else { inv[0] }, qmax))
         .collect();
     (q, scales)
 }
@@ -49,9 +60,9 @@ pub(crate) fn quantize_rows(w: &[f32], rows: usize, cols: usize) -> (Vec<i8>, Ve
     let mut scales = Vec::with_capacity(rows);
     for r in 0..rows {
         let row = &w[r * cols..(r + 1) * cols];
-        let s = scale_for(row.iter().fold(0f32, |m, v| m.max(v.abs())));
+        let s = scale_for(row.iter().fold(0f32, |m, v| m.max(v.abs())), QMAX_FULL);
         let inv = 1.0 / s;
-        q.extend(row.iter().map(|&v| code(v, inv)));
+        q.extend(row.iter().map(|&v| code(v, inv, QMAX_FULL)));
         scales.push(s);
     }
     (q, scales)
@@ -64,15 +75,18 @@ mod tests {
     #[test]
     fn columns_round_trip_within_half_a_step() {
         let w: Vec<f32> = (0..12).map(|i| (i as f32 - 5.5) * 0.37).collect();
-        for per_channel in [false, true] {
-            let (q, s) = quantize_columns(&w, 4, 3, per_channel);
-            assert_eq!(s.len(), if per_channel { 3 } else { 1 });
-            for (i, (&v, &c)) in w.iter().zip(&q).enumerate() {
-                let scale = if per_channel { s[i % 3] } else { s[0] };
-                assert!((v - c as f32 * scale).abs() <= scale / 2.0 + 1e-6);
+        for qmax in [QMAX_FULL, QMAX_REDUCED] {
+            for per_channel in [false, true] {
+                let (q, s) = quantize_columns(&w, 4, 3, per_channel, qmax);
+                assert_eq!(s.len(), if per_channel { 3 } else { 1 });
+                for (i, (&v, &c)) in w.iter().zip(&q).enumerate() {
+                    let scale = if per_channel { s[i % 3] } else { s[0] };
+                    assert!((v - c as f32 * scale).abs() <= scale / 2.0 + 1e-6);
+                }
+                // the largest magnitude maps to ±qmax, nothing beyond
+                assert!(q.iter().any(|&c| c.unsigned_abs() == qmax.unsigned_abs()));
+                assert!(q.iter().all(|&c| c.unsigned_abs() <= qmax.unsigned_abs()));
             }
-            // the largest magnitude maps to ±127
-            assert!(q.iter().any(|&c| c.unsigned_abs() == 127));
         }
     }
 
