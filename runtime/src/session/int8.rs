@@ -13,7 +13,7 @@
 use std::collections::{HashMap, HashSet};
 
 use tract_onnx::pb::attribute_proto::AttributeType;
-use tract_onnx::pb::tensor_proto::DataType;
+use tract_onnx::pb::tensor_proto::{DataLocation, DataType};
 use tract_onnx::pb::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::{Factoid, InferenceModelPatch};
@@ -104,9 +104,14 @@ pub fn apply(model: &mut ModelProto, mode: Int8Mode) -> Int8Path {
     }
 }
 
+/// Whether an initializer's bytes are ONNX external data (read from a file by tract).
+fn is_external(t: &TensorProto) -> bool {
+    t.data_location == Some(DataLocation::External as i32)
+}
+
 /// Little-endian f32 values of an initializer (raw or typed storage).
 fn f32_values(t: &TensorProto) -> Option<Vec<f32>> {
-    if t.data_type != DataType::Float as i32 {
+    if t.data_type != DataType::Float as i32 || is_external(t) {
         return None;
     }
     if !t.raw_data.is_empty() {
@@ -125,7 +130,7 @@ fn f32_values(t: &TensorProto) -> Option<Vec<f32>> {
 
 /// i8 values of an initializer (raw bytes or widened into `int32_data`).
 fn i8_values(t: &TensorProto) -> Option<Vec<i8>> {
-    if t.data_type != DataType::Int8 as i32 {
+    if t.data_type != DataType::Int8 as i32 || is_external(t) {
         return None;
     }
     if !t.raw_data.is_empty() {
@@ -134,10 +139,15 @@ fn i8_values(t: &TensorProto) -> Option<Vec<i8>> {
     t.int32_data.iter().map(|&v| i8::try_from(v).ok()).collect()
 }
 
-/// Number of values an int8 initializer stores (raw bytes or `int32_data`), without copying.
+/// Number of values an int8 initializer stores (raw bytes, `int32_data`, or the length of its
+/// external data), without copying.
 fn i8_len(t: &TensorProto) -> Option<usize> {
     if t.data_type != DataType::Int8 as i32 {
         return None;
+    }
+    if is_external(t) {
+        let length = t.external_data.iter().find(|e| e.key == "length")?;
+        return length.value.parse().ok();
     }
     Some(if t.raw_data.is_empty() {
         t.int32_data.len()

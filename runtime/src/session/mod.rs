@@ -6,11 +6,19 @@
 //! ([`SessionOptions::eager`]). The first plan types the parsed graph with its bucket's
 //! length, the fastest way to a first result; once a second plan is needed, the graph is typed
 //! and decluttered once with a symbolic length `S` and every further plan only binds `S` and
-//! optimizes (≈ 6 ms of typing per plan instead of ≈ 40 for MiniLM). Packed weights are shared
-//! between plans ([`shared_weights`]). Graph rewrites go in [`passes`], not here.
+//! optimizes (≈ 6 ms of typing per plan instead of ≈ 40 for MiniLM). Packed weights and large
+//! constants are shared between plans ([`shared_weights`]). Graph rewrites go in [`passes`],
+//! not here.
+//!
+//! A session opened from a file holds no copy of the weights of its own: it keeps a skeleton of
+//! the ONNX graph whose large initializers tract reads from the file ([`weights`]), gives the
+//! graph parsed at open to the first plan (tract frees each weight once packed), and parses the
+//! skeleton again when a second plan is needed (MiniLM fp32 bundle, one text: peak RSS 193 →
+//! 134 MiB).
 pub mod int8;
 pub mod passes;
 pub mod shared_weights;
+pub mod weights;
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -48,6 +56,10 @@ pub struct SessionOptions {
     /// default). `false` types the graph again for each bucket; a graph tract cannot type
     /// symbolically falls back to that by itself.
     pub shared_graph: bool,
+    /// Sessions opened from a file ([`Session::open_with`]) read every initializer of at least
+    /// this many bytes from the file when a plan needs it, instead of keeping it in memory
+    /// ([`weights`]); `usize::MAX` keeps the whole model in memory as an in-memory bundle does.
+    pub file_weights_min_bytes: usize,
 }
 
 impl Default for SessionOptions {
@@ -58,6 +70,7 @@ impl Default for SessionOptions {
             passes: DEFAULT_PASSES.to_vec(),
             int8: Int8Mode::default(),
             shared_graph: true,
+            file_weights_min_bytes: weights::MIN_EXTERNAL_BYTES,
         }
     }
 }
@@ -106,6 +119,9 @@ enum Prototype {
     /// sequence length left as the symbol `seq`; a plan binds it (about 6 ms, against about
     /// 40 ms to type the parsed graph again).
     Symbolic { model: TypedModel, seq: Symbol },
+    /// Nothing held: the parsed graph went to a plan, and the next plan parses the skeleton
+    /// again (sessions opened from a file, see [`Session::open_with`]).
+    Reload,
 }
 
 /// A loaded model ready to classify text.
@@ -123,6 +139,17 @@ pub struct Session {
     packed: PackedWeights,
     embedding_rows: Option<(String, u64)>,
     int8_path: Int8Path,
+    /// Where a fresh copy of the parsed graph comes from (sessions opened from a file).
+    reload: Option<Reload>,
+    /// The logits outlet: node name and slot in the parsed graph.
+    output: (String, usize),
+}
+
+/// The ONNX skeleton and the file its weights are read from: a fresh parsed graph on demand.
+#[derive(Debug)]
+struct Reload {
+    skeleton: weights::Skeleton,
+    weights: weights::FileWeights,
 }
 
 /// Runs third-party code on untrusted data, turning a panic into an error.
@@ -139,6 +166,22 @@ fn guarded<T>(context: &str, f: impl FnOnce() -> TractResult<T>) -> Result<T> {
             Err(Error::model(context, format!("tract panicked: {msg}")))
         }
     }
+}
+
+/// Types `model` with inputs `[1, s]`, declutters it and applies the decluttered-stage passes.
+fn concrete(
+    mut model: InferenceModel,
+    s: usize,
+    n_inputs: usize,
+    passes: &[ModelPass],
+    header: &BundleHeader,
+) -> TractResult<TypedModel> {
+    for ix in 0..n_inputs {
+        model.set_input_fact(ix, InferenceFact::dt_shape(i64::datum_type(), tvec!(1, s)))?;
+    }
+    let mut typed = model.into_typed()?.into_decluttered()?;
+    passes::apply(passes, &mut typed, header, Some(s), PassStage::Decluttered)?;
+    Ok(typed)
 }
 
 /// Bucket lengths for `max_len`: 8, 16, 32, ... below `max_len`, then `max_len`.
@@ -160,9 +203,52 @@ impl Session {
     }
 
     /// Opens a bundle file or export directory.
+    ///
+    /// The model's large initializers are not kept in memory: the session keeps a skeleton of
+    /// the ONNX graph and reads each weight from the file when tract needs it ([`weights`]),
+    /// and hands its parsed graph to the first plan instead of keeping a copy.
     pub fn open_with(path: impl AsRef<Path>, options: SessionOptions) -> Result<Session> {
-        let src = ModelSource::open(path)?;
-        Session::from_bundle(src.bundle, options)
+        let ModelSource {
+            bundle,
+            model_file,
+            file_size,
+            ..
+        } = ModelSource::open(path)?;
+        let Bundle {
+            header,
+            model: bytes,
+        } = bundle;
+        header.validate()?;
+        // The model bytes are the tail of the file (a bundle's payload ends with them; an
+        // .onnx file is nothing else).
+        let offset = file_size.checked_sub(bytes.len() as u64);
+        let location = model_file.file_name().and_then(|n| n.to_str());
+        let skeleton = match (offset, location) {
+            (Some(offset), Some(location)) if options.file_weights_min_bytes < usize::MAX => {
+                weights::skeleton(&bytes, offset, location, options.file_weights_min_bytes).ok()
+            }
+            _ => None,
+        };
+        match skeleton {
+            Some(skeleton) => {
+                drop(bytes);
+                Session::from_proto(
+                    header,
+                    skeleton.model,
+                    Some((skeleton.tensors, model_file)),
+                    options,
+                )
+            }
+            // Not a protobuf this walker follows: decode it whole (the error, if any, is the
+            // decoder's).
+            None => Session::from_bundle(
+                Bundle {
+                    header,
+                    model: bytes,
+                },
+                options,
+            ),
+        }
     }
 
     /// Builds a session from an in-memory bundle (the ONNX bytes are dropped once parsed).
@@ -172,16 +258,39 @@ impl Session {
             model: bytes,
         } = bundle;
         header.validate()?;
-        let tokenizer = header.tokenizer()?;
-        let onnx = tract_onnx::onnx();
         // Decoded straight from the bundle's bytes (tract's `proto_model_for_read` would first
         // copy them into a buffer of its own: one more model-sized block at the peak).
-        let mut proto = guarded("parsing ONNX", || {
+        let proto = guarded("parsing ONNX", || {
             Ok(tract_onnx::pb::ModelProto::decode(&bytes[..])?)
         })?;
         drop(bytes);
+        Session::from_proto(header, proto, None, options)
+    }
+
+    /// Builds a session from a decoded model, with the file its external weights are read
+    /// from when it is a [`weights::Skeleton`].
+    fn from_proto(
+        header: BundleHeader,
+        mut proto: tract_onnx::pb::ModelProto,
+        external: Option<(Vec<weights::ExternalTensor>, std::path::PathBuf)>,
+        options: SessionOptions,
+    ) -> Result<Session> {
+        let tokenizer = header.tokenizer()?;
         let int8_path = int8::apply(&mut proto, options.int8);
-        let mut model = guarded("parsing ONNX", || onnx.model_for_proto_model(&proto))?;
+        let reload = external.map(|(tensors, file)| {
+            let skeleton = weights::Skeleton {
+                model: proto.clone(),
+                tensors,
+            };
+            let weights = weights::FileWeights::new(file, &skeleton);
+            Reload { skeleton, weights }
+        });
+        let mut model = match &reload {
+            Some(r) => guarded("parsing ONNX", || weights::parse(&r.skeleton, &r.weights))?,
+            None => guarded("parsing ONNX", || {
+                tract_onnx::onnx().model_for_proto_model(&proto)
+            })?,
+        };
         drop(proto);
         if let Int8Path::Dequantized(_) = int8_path {
             guarded("dequantizing int8 weights", || {
@@ -235,6 +344,7 @@ impl Session {
         model
             .select_output_outlets(&[output])
             .map_err(|e| Error::model("selecting output", e))?;
+        let output_node = model.node(output.node).name.clone();
 
         let embedding_rows = word_embedding_rows(&model);
         if let Some((tensor, rows)) = &embedding_rows {
@@ -274,6 +384,8 @@ impl Session {
             packed: PackedWeights::new(),
             embedding_rows,
             int8_path,
+            reload,
+            output: (output_node, output.slot),
         };
         if options.eager {
             if session.buckets.len() > 1 {
@@ -304,6 +416,15 @@ impl Session {
     /// How the int8 Linear layers run on this CPU (or that the model is fp32).
     pub fn int8_path(&self) -> Int8Path {
         self.int8_path
+    }
+
+    /// Initializers this session reads from its model file when a plan needs them (their
+    /// number and total bytes); `(0, 0)` when the whole model is held in memory.
+    pub fn file_weights(&self) -> (usize, u64) {
+        self.reload.as_ref().map_or((0, 0), |r| {
+            let t = &r.skeleton.tensors;
+            (t.len(), t.iter().map(|t| t.len).sum())
+        })
     }
 
     /// Maximum tokens per input (longer texts are truncated).
@@ -356,31 +477,37 @@ impl Session {
             self.share_typed_graph();
         }
         let context = format!("building the {s}-token plan");
+        // A session that can parse its graph again hands its parsed graph over (tract then
+        // frees each weight as soon as it has packed it) instead of keeping it for later plans.
+        let owned = match &self.prototype {
+            Prototype::Symbolic { .. } => None,
+            Prototype::Parsed(_) if self.reload.is_none() => None,
+            Prototype::Parsed(_) => match std::mem::replace(&mut self.prototype, Prototype::Reload)
+            {
+                Prototype::Parsed(model) => Some(model),
+                _ => None,
+            },
+            Prototype::Reload => Some(self.reparse()?),
+        };
         let (header, passes) = (&self.header, &self.passes);
         let n_inputs = self.input_kinds.len();
         let (prototype, packed) = (&self.prototype, &mut self.packed);
         let state = guarded(&context, move || {
-            let mut typed = match prototype {
-                Prototype::Symbolic { model, seq } => {
+            let mut typed = match (prototype, owned) {
+                (Prototype::Symbolic { model, seq }, _) => {
                     let length = HashMap::from([(seq.clone(), s.to_dim())]);
                     model.set_symbols(&length)?.into_decluttered()?
                 }
-                Prototype::Parsed(model) => {
-                    let mut model = model.clone();
-                    for ix in 0..n_inputs {
-                        model.set_input_fact(
-                            ix,
-                            InferenceFact::dt_shape(i64::datum_type(), tvec!(1, s)),
-                        )?;
-                    }
-                    let mut typed = model.into_typed()?.into_decluttered()?;
-                    passes::apply(passes, &mut typed, header, Some(s), PassStage::Decluttered)?;
-                    typed
+                (Prototype::Parsed(model), None) => {
+                    concrete(model.clone(), s, n_inputs, passes, header)?
                 }
+                (_, Some(model)) => concrete(model, s, n_inputs, passes, header)?,
+                (Prototype::Reload, None) => anyhow::bail!("no graph to build the plan from"),
             };
             typed.optimize()?;
             passes::apply(passes, &mut typed, header, Some(s), PassStage::Optimized)?;
             packed.share(&mut typed);
+            packed.share_consts(&mut typed)?;
             let plan = typed.into_runnable()?;
             let out = plan.model().output_fact(0)?;
             let shape = out.shape.as_concrete().map(|s| s.to_vec());
@@ -411,15 +538,25 @@ impl Session {
     /// decluttered-stage passes applied, when sharing is on; left parsed when tract cannot
     /// type it with a symbolic `S` (each plan then types it with concrete shapes).
     fn share_typed_graph(&mut self) {
-        let Prototype::Parsed(parsed) = &self.prototype else {
-            return;
-        };
         if !self.shared_graph {
             return;
         }
-        let mut model = parsed.clone();
+        let mut model = match &self.prototype {
+            Prototype::Symbolic { .. } => return,
+            Prototype::Parsed(parsed) if self.reload.is_none() => parsed.clone(),
+            Prototype::Parsed(_) => match std::mem::replace(&mut self.prototype, Prototype::Reload)
+            {
+                Prototype::Parsed(model) => model,
+                _ => return,
+            },
+            Prototype::Reload => match self.reparse() {
+                Ok(model) => model,
+                Err(_) => return,
+            },
+        };
         let seq = model.symbols.sym("S");
         let (header, passes, n_inputs) = (&self.header, &self.passes, self.input_kinds.len());
+        let packed = &mut self.packed;
         let typed = guarded("typing the graph", || {
             for ix in 0..n_inputs {
                 let shape = tvec!(1.to_dim(), seq.to_dim());
@@ -427,13 +564,37 @@ impl Session {
             }
             let mut typed = model.into_typed()?.into_decluttered()?;
             passes::apply(passes, &mut typed, header, None, PassStage::Decluttered)?;
+            // the weights an earlier plan holds are not held twice
+            packed.share_consts(&mut typed)?;
             Ok(typed)
         });
         match typed {
             Ok(model) => self.prototype = Prototype::Symbolic { model, seq },
-            // Not an error: every plan can still be typed from the parsed graph.
+            // Not an error: every plan can still be typed from the parsed graph (kept, or
+            // parsed again).
             Err(_) => self.shared_graph = false,
         }
+    }
+
+    /// A fresh parsed graph from the skeleton and the model file, prepared as at load
+    /// (int8 weights dequantized when that path was taken, the logits output selected).
+    fn reparse(&self) -> Result<InferenceModel> {
+        let Some(r) = &self.reload else {
+            return Err(Error::model(
+                "parsing ONNX",
+                "the session keeps no skeleton to parse",
+            ));
+        };
+        let (name, slot) = &self.output;
+        guarded("parsing ONNX", || {
+            let mut model = weights::parse(&r.skeleton, &r.weights)?;
+            if let Int8Path::Dequantized(_) = self.int8_path {
+                int8::fold_dequantized_weights(&mut model)?;
+            }
+            let id = model.node_by_name(name)?.id;
+            model.select_output_outlets(&[OutletId::new(id, *slot)])?;
+            Ok(model)
+        })
     }
 
     /// Classifies one text. An empty text is classified as `[CLS] [SEP]`.

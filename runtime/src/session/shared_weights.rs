@@ -8,9 +8,14 @@
 //! already holds and drops the new copy. Operands are compared by format, shape and every
 //! packed value ([`same_packed_values`]), so a bucket whose kernel choice packs a weight
 //! differently, or a packing this module does not know, keeps its own copy.
+//!
+//! Large constants that stay constants (an embedding table under its `Gather`) are shared the
+//! same way by [`PackedWeights::share_consts`]: a plan built from a fresh parse of the model
+//! would otherwise hold its own copy of the table.
 use std::collections::HashMap;
 
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::konst::Const;
 use tract_onnx::tract_core::ops::matmul::optimized::{MatMulOperand, OptMatMul, ProtoFusedSpec};
 use tract_onnx::tract_core::tract_linalg::mmm::{EagerPackedInput, MMMInputValue};
 use tract_onnx::tract_core::tract_linalg::pack::PackedFormat;
@@ -22,7 +27,11 @@ type Site = (String, usize, bool);
 #[derive(Debug, Default)]
 pub struct PackedWeights {
     by_site: HashMap<Site, Vec<Box<dyn MMMInputValue>>>,
+    consts: HashMap<String, Vec<Arc<Tensor>>>,
 }
+
+/// Constants smaller than this are not worth comparing.
+const MIN_SHARED_CONST_BYTES: usize = 64 * 1024;
 
 impl PackedWeights {
     /// An empty cache.
@@ -70,6 +79,43 @@ impl PackedWeights {
             }
         }
         shared
+    }
+
+    /// Replaces each large constant of `model` by an identical tensor already held (by node
+    /// name and value) and remembers the others; returns how many were replaced.
+    pub fn share_consts(&mut self, model: &mut TypedModel) -> TractResult<usize> {
+        let mut shared = 0;
+        for id in 0..model.nodes().len() {
+            let node = model.node_mut(id);
+            // plain host tensors only (an exotic constant carries a fact this would drop)
+            let Some(konst) = node.op_as::<Const>().filter(|k| k.exotic_fact().is_none()) else {
+                continue;
+            };
+            let value = konst.val().clone();
+            if value.len() * value.datum_type().size_of() < MIN_SHARED_CONST_BYTES {
+                continue;
+            }
+            let held = self.consts.entry(node.name.clone()).or_default();
+            let Some(same) = held
+                .iter()
+                .find(|h| Arc::ptr_eq(h, &value) || ***h == *value)
+                .cloned()
+            else {
+                held.push(value);
+                continue;
+            };
+            if Arc::ptr_eq(&same, &value) {
+                continue;
+            }
+            node.op = Box::new(Const::new(same.clone())?);
+            if let Some(fact) = node.outputs.first_mut() {
+                if fact.fact.konst.is_some() {
+                    fact.fact.konst = Some(same);
+                }
+            }
+            shared += 1;
+        }
+        Ok(shared)
     }
 }
 
