@@ -477,18 +477,7 @@ impl Session {
             self.share_typed_graph();
         }
         let context = format!("building the {s}-token plan");
-        // A session that can parse its graph again hands its parsed graph over (tract then
-        // frees each weight as soon as it has packed it) instead of keeping it for later plans.
-        let owned = match &self.prototype {
-            Prototype::Symbolic { .. } => None,
-            Prototype::Parsed(_) if self.reload.is_none() => None,
-            Prototype::Parsed(_) => match std::mem::replace(&mut self.prototype, Prototype::Reload)
-            {
-                Prototype::Parsed(model) => Some(model),
-                _ => None,
-            },
-            Prototype::Reload => Some(self.reparse()?),
-        };
+        let owned = self.owned_parsed()?;
         let (header, passes) = (&self.header, &self.passes);
         let n_inputs = self.input_kinds.len();
         let (prototype, packed) = (&self.prototype, &mut self.packed);
@@ -535,24 +524,19 @@ impl Session {
     }
 
     /// Replaces the parsed graph by one typed and decluttered with inputs `[1, S]`, the
-    /// decluttered-stage passes applied, when sharing is on; left parsed when tract cannot
-    /// type it with a symbolic `S` (each plan then types it with concrete shapes).
+    /// decluttered-stage passes applied, when sharing is on; when tract cannot type it with a
+    /// symbolic `S`, each plan types the parsed graph (kept, or parsed again) with concrete
+    /// shapes.
     fn share_typed_graph(&mut self) {
         if !self.shared_graph {
             return;
         }
-        let mut model = match &self.prototype {
-            Prototype::Symbolic { .. } => return,
-            Prototype::Parsed(parsed) if self.reload.is_none() => parsed.clone(),
-            Prototype::Parsed(_) => match std::mem::replace(&mut self.prototype, Prototype::Reload)
-            {
-                Prototype::Parsed(model) => model,
-                _ => return,
-            },
-            Prototype::Reload => match self.reparse() {
-                Ok(model) => model,
-                Err(_) => return,
-            },
+        let mut model = match (self.owned_parsed(), &self.prototype) {
+            (Ok(Some(model)), _) => model,
+            (Ok(None), Prototype::Parsed(parsed)) => parsed.clone(),
+            // already symbolic; or the file cannot be parsed again, which the plan that
+            // needed this graph reports
+            _ => return,
         };
         let seq = model.symbols.sym("S");
         let (header, passes, n_inputs) = (&self.header, &self.passes, self.input_kinds.len());
@@ -573,6 +557,24 @@ impl Session {
             // Not an error: every plan can still be typed from the parsed graph (kept, or
             // parsed again).
             Err(_) => self.shared_graph = false,
+        }
+    }
+
+    /// The parsed graph, owned, for a plan or the symbolic graph when the session can parse it
+    /// again: the one parsed at open is handed over (tract then frees each weight as soon as it
+    /// has packed it, instead of a copy staying here for later plans), later ones are parsed
+    /// anew. `None` when the prototype is symbolic or must be cloned (in-memory sessions).
+    fn owned_parsed(&mut self) -> Result<Option<InferenceModel>> {
+        if self.reload.is_none() {
+            return Ok(None);
+        }
+        match std::mem::replace(&mut self.prototype, Prototype::Reload) {
+            Prototype::Parsed(model) => Ok(Some(model)),
+            Prototype::Reload => self.reparse().map(Some),
+            symbolic => {
+                self.prototype = symbolic;
+                Ok(None)
+            }
         }
     }
 
