@@ -332,7 +332,7 @@ impl SequenceClassifier {
         }
     }
 
-    /// The [CLS] (first token) last hidden state `[b, hidden]`, eval mode.
+    /// The `[CLS]` (first token) last hidden state `[b, hidden]`, eval mode.
     pub fn cls_hidden(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
         let h = self.hidden_states(input_ids, attention_mask, None)?;
         Ok(h.narrow(1, 0, 1)?.squeeze(1)?.contiguous()?)

@@ -1,5 +1,5 @@
 //! Batched, gradient-free inference over an encoded split: logits and per-example losses for
-//! evaluation, [CLS] hidden states for feature extraction; plus `evaluate` of a trained model
+//! evaluation, `[CLS]` hidden states for feature extraction; plus `evaluate` of a trained model
 //! directory on a data file.
 use crate::data::{eval_batches, load_file_with_labels, make_batch, Batch, Encoded, TextEncoder};
 use crate::error::{Result, TrainError};
@@ -129,7 +129,7 @@ pub fn predict(
     Ok(Predictions { logits, losses, k })
 }
 
-/// The [CLS] last hidden state `[n, hidden]` of every example (frozen encoder, no gradients).
+/// The `[CLS]` last hidden state `[n, hidden]` of every example (frozen encoder, no gradients).
 pub fn cls_features(
     model: &SequenceClassifier,
     data: &Encoded,

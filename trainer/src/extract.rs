@@ -1,4 +1,4 @@
-//! Recipe 1, feature extraction: the frozen encoder's [CLS] last hidden state for every split
+//! Recipe 1, feature extraction: the frozen encoder's `[CLS]` last hidden state for every split
 //! (cached in `OUT/features.safetensors`, reused while the model and data fingerprint match),
 //! a multinomial logistic regression on them, and the majority-class baseline.
 use crate::data::{load_dataset, DataOptions, Encoded, Split, TextEncoder};

@@ -20,7 +20,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Recipe 1: [CLS] features of a frozen encoder + logistic regression (and the majority baseline).
+    /// Recipe 1: `[CLS]` features of a frozen encoder + logistic regression (and the majority baseline).
     Extract(ExtractArgs),
     /// Recipe 2: fine-tune encoder + classification head; writes a Hugging Face directory.
     Finetune(FinetuneArgs),
@@ -44,7 +44,7 @@ struct DataArgs {
     /// Skip (and count) malformed lines instead of stopping at the first one.
     #[arg(long)]
     skip_bad_lines: bool,
-    /// Maximum tokens per text, including [CLS] and [SEP]; longer texts are truncated.
+    /// Maximum tokens per text, including `[CLS]` and `[SEP]`; longer texts are truncated.
     #[arg(long, default_value_t = 128)]
     max_len: usize,
     /// Device: auto, cpu, cuda or cuda:N (cuda needs a build with `--features cuda`).
@@ -200,7 +200,7 @@ struct ExportArgs {
     /// Data file to verify the bundle on (default: the validation file of the training run).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Bundle max_len (tokens including [CLS]/[SEP]).
+    /// Bundle max_len (tokens including `[CLS]`/`[SEP]`).
     #[arg(long, default_value_t = 128)]
     max_len: usize,
     /// Weights of the shipped model: `int8` writes model.int8.onnx (int8 weights, dynamically

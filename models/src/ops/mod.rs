@@ -2,7 +2,7 @@
 //! dimension) or whose candle backward is a long chain of tensor ops (exact GELU). Each has a
 //! fast CPU custom op with a hand-written backward, and a fallback built from differentiable
 //! candle ops used on other devices. With the `cuda` feature, f32 tensors on a CUDA device use
-//! the kernels of [`cuda`] instead (one launch per forward or backward).
+//! the kernels of the `cuda` module (with the `cuda` feature) instead (one launch per forward or backward).
 
 #[cfg(feature = "cuda")]
 pub mod cuda;

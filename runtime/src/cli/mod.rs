@@ -63,7 +63,7 @@ struct TokenizeArgs {
     /// (tokenizer.json or vocab.txt), or a vocab.txt / tokenizer.json file.
     #[arg(long, value_name = "PATH")]
     model: PathBuf,
-    /// Maximum tokens per input including [CLS] and [SEP] (default: the model's max_len, at most 512).
+    /// Maximum tokens per input including `[CLS]` and `[SEP]` (default: the model's max_len, at most 512).
     #[arg(long, value_name = "N")]
     max_len: Option<usize>,
     /// Replace invalid UTF-8 in stdin lines with U+FFFD instead of failing.
@@ -105,7 +105,7 @@ struct BenchArgs {
     /// Model bundle or export directory.
     #[arg(long, value_name = "PATH")]
     model: PathBuf,
-    /// Tokens per input including [CLS] and [SEP] (2..=max_len); the text is built to hit it exactly.
+    /// Tokens per input including `[CLS]` and `[SEP]` (2..=max_len); the text is built to hit it exactly.
     #[arg(long, value_name = "S")]
     seq_len: usize,
     /// Timed classify calls.

@@ -4,7 +4,7 @@
 //!
 //! On CPU the update is fused: one pass over each parameter's storage, in place, reading the
 //! gradient and updating both moments (no temporary tensors). With the `cuda` feature, CUDA
-//! parameters get the same fused update as one kernel launch each ([`cuda`]), and the gradient
+//! parameters get the same fused update as one kernel launch each (the `cuda` module, with the `cuda` feature), and the gradient
 //! norm costs one device-to-host read per step. Other devices (or `EDGEBERT_CUDA_KERNELS=0`) use
 //! tensor ops.
 #[cfg(feature = "cuda")]
