@@ -220,11 +220,16 @@ impl Session {
         } = bundle;
         header.validate()?;
         // The model bytes are the tail of the file (a bundle's payload ends with them; an
-        // .onnx file is nothing else).
+        // .onnx file is nothing else). An absolute path keeps later reads independent of the
+        // working directory; tract resolves external data against a UTF-8 directory name.
         let offset = file_size.checked_sub(bytes.len() as u64);
+        let model_file = std::fs::canonicalize(&model_file).unwrap_or(model_file);
+        let utf8_dir = model_file.parent().is_none_or(|d| d.to_str().is_some());
         let location = model_file.file_name().and_then(|n| n.to_str());
         let skeleton = match (offset, location) {
-            (Some(offset), Some(location)) if options.file_weights_min_bytes < usize::MAX => {
+            (Some(offset), Some(location))
+                if utf8_dir && options.file_weights_min_bytes < usize::MAX =>
+            {
                 weights::skeleton(&bytes, offset, location, options.file_weights_min_bytes).ok()
             }
             _ => None,
