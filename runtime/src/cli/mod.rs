@@ -91,8 +91,10 @@ struct ClassifyArgs {
     /// Cap on tokens per input (default and maximum: the model's max_len); longer texts are truncated.
     #[arg(long, value_name = "N")]
     max_len: Option<usize>,
-    /// int8 models: `auto` uses integer kernels where the CPU has int8 dot products (AVX-512 VNNI,
-    /// ARM dotprod) and dequantizes the weights to fp32 at load elsewhere; `native`/`dequantize` force one.
+    /// int8 models: `auto` uses tract's integer kernels where the CPU has int8 dot products
+    /// (AVX-512 VNNI, ARM dotprod), edgebert's AVX2 int8 kernel on other x86-64 CPUs when the
+    /// codes are 7-bit (the exporter's default), and dequantizes the weights to fp32 at load
+    /// elsewhere; `native`/`kernel`/`dequantize` force one.
     #[arg(long, value_enum, default_value_t = Int8Arg::Auto)]
     int8: Int8Arg,
     /// Texts to classify; none: read one text per stdin line.
@@ -117,7 +119,8 @@ struct BenchArgs {
     /// Output format: text (default) or json (one object).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
-    /// int8 models: auto, native (integer kernels) or dequantize (fp32 weights at load); see classify.
+    /// int8 models: auto, native (tract's integer kernels), dequantize (fp32 weights at load) or
+    /// kernel (edgebert's AVX2 int8 kernel); see classify.
     #[arg(long, value_enum, default_value_t = Int8Arg::Auto)]
     int8: Int8Arg,
 }
@@ -125,12 +128,15 @@ struct BenchArgs {
 /// `--int8` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Int8Arg {
-    /// Integer kernels where the CPU has int8 dot products, dequantized fp32 weights elsewhere.
+    /// tract's integer kernels where the CPU has int8 dot products; edgebert's AVX2 int8 kernel on
+    /// other x86-64 CPUs when the model's codes are 7-bit; dequantized fp32 weights elsewhere.
     Auto,
-    /// Always the integer kernels (MatMulInteger).
+    /// Always tract's integer kernels (MatMulInteger).
     Native,
     /// Always dequantize int8 weights to fp32 at load.
     Dequantize,
+    /// Always edgebert's own int8 Linear kernel (AVX2, or a slow portable loop without it).
+    Kernel,
 }
 
 impl From<Int8Arg> for Int8Mode {
@@ -139,6 +145,7 @@ impl From<Int8Arg> for Int8Mode {
             Int8Arg::Auto => Int8Mode::Auto,
             Int8Arg::Native => Int8Mode::Native,
             Int8Arg::Dequantize => Int8Mode::Dequantize,
+            Int8Arg::Kernel => Int8Mode::Kernel,
         }
     }
 }

@@ -28,6 +28,9 @@ pub enum Int8Mode {
     Native,
     /// Always dequantize the Linear weights to fp32 at load.
     Dequantize,
+    /// Always the runtime's own int8 Linear kernel ([`super::int8_gemm`]): AVX2 where the CPU
+    /// has it and the codes fit 7 bits, a portable (slow) loop elsewhere.
+    Kernel,
 }
 
 /// The path a session took for its int8 Linear layers.
@@ -39,6 +42,8 @@ pub enum Int8Path {
     Native,
     /// Weights dequantized to fp32 at load; the number of Linear layers rewritten.
     Dequantized(usize),
+    /// The runtime's own int8 Linear kernel; the number of Linear layers rewritten.
+    Kernel(usize),
 }
 
 impl Int8Path {
@@ -49,6 +54,14 @@ impl Int8Path {
             Int8Path::Native => "int8 kernels (MatMulInteger)".into(),
             Int8Path::Dequantized(n) => format!(
                 "int8 weights dequantized to fp32 at load ({n} Linear layers; this CPU has no int8 dot-product instructions)"
+            ),
+            Int8Path::Kernel(n) => format!(
+                "edgebert int8 kernel ({n} Linear layers, {})",
+                if super::int8_gemm::avx2_available() {
+                    "AVX2 u8×i8 products"
+                } else {
+                    "portable loop"
+                }
             ),
         }
     }
@@ -81,27 +94,45 @@ pub fn count_matmul_integer(model: &ModelProto) -> usize {
     })
 }
 
-/// Applies `mode` to the model: returns the path taken (rewriting the graph for `Dequantize`,
-/// or for `Auto` on a CPU without int8 dot products).
+/// Applies `mode` to the model: returns the path taken (rewriting the graph for `Dequantize`
+/// and `Kernel`, and for `Auto` on a CPU without int8 dot products).
+///
+/// `Auto` without dot products takes the kernel path on an AVX2 x86-64 CPU when the model
+/// says its codes are 7-bit (`edgebert.weight_range` = `reduced`, what `edgebert-models`
+/// writes by default), since only those run exactly on AVX2; it dequantizes otherwise.
 pub fn apply(model: &mut ModelProto, mode: Int8Mode) -> Int8Path {
     if count_matmul_integer(model) == 0 {
         return Int8Path::NotInt8;
     }
-    let dequantize = match mode {
-        Int8Mode::Native => false,
-        Int8Mode::Dequantize => true,
-        Int8Mode::Auto => !cpu_has_int8_dot(),
+    let seven_bit = model
+        .metadata_props
+        .iter()
+        .any(|p| p.key == "edgebert.weight_range" && p.value == "reduced");
+    let rewrite = match mode {
+        Int8Mode::Native => return Int8Path::Native,
+        Int8Mode::Dequantize => Rewrite::Dequantize,
+        Int8Mode::Kernel => Rewrite::Kernel,
+        Int8Mode::Auto if cpu_has_int8_dot() => return Int8Path::Native,
+        Int8Mode::Auto if seven_bit && super::int8_gemm::avx2_available() => Rewrite::Kernel,
+        Int8Mode::Auto => Rewrite::Dequantize,
     };
-    if !dequantize {
-        return Int8Path::Native;
+    let Some(g) = model.graph.as_mut() else {
+        return Int8Path::NotInt8;
+    };
+    match (rewrite_linears(g, rewrite), rewrite) {
+        (0, _) => Int8Path::Native,
+        (n, Rewrite::Dequantize) => Int8Path::Dequantized(n),
+        (n, Rewrite::Kernel) => Int8Path::Kernel(n),
     }
-    match model.graph.as_mut() {
-        Some(g) => match dequantize_linears(g) {
-            0 => Int8Path::Native,
-            n => Int8Path::Dequantized(n),
-        },
-        None => Int8Path::NotInt8,
-    }
+}
+
+/// What a matched Linear block becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rewrite {
+    /// `MatMul(x, Cast(codes) × scales)`, folded to an fp32 weight after parsing.
+    Dequantize,
+    /// One `EdgebertInt8Linear(x, codes, scales)` node.
+    Kernel,
 }
 
 /// Whether an initializer's bytes are ONNX external data (read from a file by tract).
@@ -252,8 +283,8 @@ struct Block {
     scales: String,
 }
 
-/// Rewrites every matching Linear block; returns how many were rewritten.
-fn dequantize_linears(g: &mut GraphProto) -> usize {
+/// Rewrites every matching Linear block as `rewrite` says; returns how many were rewritten.
+fn rewrite_linears(g: &mut GraphProto, rewrite: Rewrite) -> usize {
     let inits: HashMap<&str, &TensorProto> =
         g.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
     let mut producer: HashMap<&str, (usize, usize)> = HashMap::new();
@@ -373,6 +404,19 @@ fn dequantize_linears(g: &mut GraphProto) -> usize {
     for b in blocks {
         let out = g.node[b.rescale].output[0].clone();
         let name = g.node[b.rescale].name.clone();
+        remove.insert(b.matmul_integer);
+        remove.insert(b.cast);
+        if rewrite == Rewrite::Kernel {
+            g.node[b.rescale] = NodeProto {
+                input: vec![b.input, b.codes, b.scales],
+                output: vec![out],
+                name: format!("{name}/int8_linear"),
+                op_type: super::int8_linear::OP_TYPE.into(),
+                domain: super::int8_linear::DOMAIN.into(),
+                ..Default::default()
+            };
+            continue;
+        }
         let (float, weight) = (
             format!("{}/float", b.codes),
             format!("{}/dequantized", b.codes),
@@ -407,8 +451,6 @@ fn dequantize_linears(g: &mut GraphProto) -> usize {
             op_type: "MatMul".into(),
             ..Default::default()
         };
-        remove.insert(b.matmul_integer);
-        remove.insert(b.cast);
     }
     g.node = std::mem::take(&mut g.node)
         .into_iter()

@@ -16,6 +16,8 @@
 //! skeleton again when a second plan is needed (MiniLM fp32 bundle, one text: peak RSS 193 →
 //! 134 MiB).
 pub mod int8;
+pub mod int8_gemm;
+pub mod int8_linear;
 pub mod passes;
 pub mod shared_weights;
 pub mod weights;
@@ -293,7 +295,7 @@ impl Session {
         let mut model = match &reload {
             Some(r) => guarded("parsing ONNX", || weights::parse(&r.skeleton, &r.weights))?,
             None => guarded("parsing ONNX", || {
-                tract_onnx::onnx().model_for_proto_model(&proto)
+                int8_linear::onnx().model_for_proto_model(&proto)
             })?,
         };
         drop(proto);

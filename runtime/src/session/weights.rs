@@ -254,7 +254,7 @@ pub fn parse(skeleton: &Skeleton, weights: &FileWeights) -> TractResult<Inferenc
     let dir = dir
         .to_str()
         .ok_or_else(|| anyhow::anyhow!("{}: directory name is not UTF-8", dir.display()))?;
-    let mut onnx = tract_onnx::onnx();
+    let mut onnx = super::int8_linear::onnx();
     onnx.provider = std::sync::Arc::new(weights.clone());
     let parsed = onnx.parse(&skeleton.model, Some(dir))?;
     anyhow::ensure!(

@@ -1,0 +1,672 @@
+//! The int8 Linear kernel: `DynamicQuantizeLinear(x) → MatMulInteger → Cast → Mul(scale)` in
+//! one pass, with AVX2 `u8 × i8` products where the CPU has them.
+//!
+//! On an x86-64 CPU with AVX2 but no int8 dot-product instructions tract's integer GEMM is far
+//! slower than its fp32 one, so without this kernel the runtime dequantizes the weights to fp32
+//! (4× the memory, and 4× the weight bytes to stream for each short text). This kernel keeps the
+//! weights as int8 codes and computes each product pair with `vpmaddubsw` (`u8 × i8 → i16`,
+//! two pairs summed) and `vpmaddwd` (`→ i32`), the same instructions onnxruntime's MLAS uses on
+//! such CPUs. `vpmaddubsw` saturates its `i16` sum, so it is exact only while
+//! `2 × 255 × max|code| ≤ 32767`: codes within ±[`MAX_EXACT_CODE`]. `edgebert-models` writes
+//! 7-bit codes (±63) by default for that reason; [`PackedInt8Weights::exact_on_avx2`] tells
+//! whether a weight qualifies, and the portable loop (exact for any code) runs otherwise.
+//!
+//! The result is bit-identical to the ONNX graph it replaces: activations are quantized per
+//! tensor exactly as `DynamicQuantizeLinear` specifies (`round_half_to_even(x / scale) + zp`,
+//! saturated to `u8`), the integer sums are exact, and the rescale is `f32(sum) × (x_scale ×
+//! w_scale)` like `Cast` then `Mul`.
+
+/// Largest |code| for which the AVX2 kernel's `i16` pair sums cannot saturate
+/// (`2 × 255 × 64 = 32640 ≤ 32767`).
+pub const MAX_EXACT_CODE: i8 = 64;
+
+/// Columns per packed block (one 256-bit register of `i32` sums).
+const COLS: usize = 8;
+/// Depth per packed group (four `u8 × i8` products per `i32` lane).
+const DEPTH: usize = 4;
+
+/// A `[k, n]` int8 weight repacked for the kernel, with its per-column code sums.
+///
+/// Layout: blocks of [`COLS`] columns, one after the other; in each block, groups of [`DEPTH`]
+/// rows; in each group, for each column, its `DEPTH` codes. One group of one block is one
+/// 32-byte register. Rows and columns past the weight's edge are zero.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackedInt8Weights {
+    k: usize,
+    n: usize,
+    groups: usize,
+    data: Vec<i8>,
+    col_sums: Vec<i32>,
+    exact_on_avx2: bool,
+}
+
+impl PackedInt8Weights {
+    /// Packs the row-major `[k, n]` codes; `None` when `codes.len() != k × n`.
+    pub fn pack(codes: &[i8], k: usize, n: usize) -> Option<PackedInt8Weights> {
+        if k.checked_mul(n)? != codes.len() {
+            return None;
+        }
+        let groups = k.div_ceil(DEPTH);
+        let blocks = n.div_ceil(COLS);
+        let mut data = vec![0i8; blocks * groups * COLS * DEPTH];
+        for (row, codes_row) in codes.chunks_exact(n.max(1)).enumerate().take(k) {
+            let (g, t) = (row / DEPTH, row % DEPTH);
+            for (col, &code) in codes_row.iter().enumerate() {
+                let (b, c) = (col / COLS, col % COLS);
+                data[((b * groups + g) * COLS + c) * DEPTH + t] = code;
+            }
+        }
+        let mut col_sums = vec![0i32; n];
+        for codes_row in codes.chunks_exact(n.max(1)).take(k) {
+            for (sum, &code) in col_sums.iter_mut().zip(codes_row) {
+                *sum += i32::from(code);
+            }
+        }
+        let exact_on_avx2 = codes
+            .iter()
+            .all(|&c| (-MAX_EXACT_CODE..=MAX_EXACT_CODE).contains(&c));
+        Some(PackedInt8Weights {
+            k,
+            n,
+            groups,
+            data,
+            col_sums,
+            exact_on_avx2,
+        })
+    }
+
+    /// Input features (rows of the weight).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Output features (columns of the weight).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Whether every code is within ±[`MAX_EXACT_CODE`], so the AVX2 kernel is exact.
+    pub fn exact_on_avx2(&self) -> bool {
+        self.exact_on_avx2
+    }
+
+    /// Bytes held (packed codes and column sums).
+    pub fn bytes(&self) -> usize {
+        self.data.len() + 4 * self.col_sums.len()
+    }
+
+    /// The packed code of row `row`, column `col` (zero past the edges).
+    fn code(&self, row: usize, col: usize) -> i8 {
+        let (g, t, b, c) = (row / DEPTH, row % DEPTH, col / COLS, col % COLS);
+        self.data[((b * self.groups + g) * COLS + c) * DEPTH + t]
+    }
+}
+
+/// Which implementation [`linear`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// The AVX2 `vpmaddubsw` kernel (x86-64 with AVX2 and codes within ±[`MAX_EXACT_CODE`]).
+    Avx2,
+    /// The portable loop (any CPU, any code).
+    Portable,
+}
+
+impl Kernel {
+    /// The fastest exact kernel for `weights` on this CPU.
+    pub fn best_for(weights: &PackedInt8Weights) -> Kernel {
+        if weights.exact_on_avx2 && avx2_available() {
+            Kernel::Avx2
+        } else {
+            Kernel::Portable
+        }
+    }
+}
+
+/// Whether this CPU runs the AVX2 kernel.
+pub fn avx2_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The scale and zero point `DynamicQuantizeLinear` picks for `x` (its range widened to
+/// include 0, mapped onto `0..=255`).
+pub fn dynamic_scale_and_zero_point(x: &[f32]) -> (f32, u8) {
+    let (min, max) = x.iter().fold((0f32, 0f32), |(lo, hi), &v| {
+        if v < lo {
+            (v, hi)
+        } else if v > hi {
+            (lo, v)
+        } else {
+            (lo, hi)
+        }
+    });
+    let scale = (max - min) / 255.0;
+    let zero_point = (-min / scale).round_ties_even().max(0.0).min(255.0) as u8;
+    (scale, zero_point)
+}
+
+/// `saturate(round_half_to_even(x / scale) + zero_point)` for each value, into `out` (rows of
+/// `k` values, each row padded with `zero_point` to `stride`).
+fn quantize_rows(x: &[f32], k: usize, scale: f32, zero_point: u8, stride: usize, out: &mut [u8]) {
+    for (row, q) in x.chunks_exact(k.max(1)).zip(out.chunks_exact_mut(stride)) {
+        for (v, q) in row.iter().zip(q.iter_mut()) {
+            *q = (((v / scale).round_ties_even() as i32) + i32::from(zero_point)).clamp(0, 255)
+                as u8;
+        }
+        q[k.min(stride)..].fill(zero_point);
+    }
+}
+
+/// Reusable buffers for [`linear`].
+#[derive(Debug, Default)]
+pub struct Scratch {
+    quantized: Vec<u8>,
+    scales: Vec<f32>,
+}
+
+/// `y = DynamicQuantizeLinear(x) · W` rescaled to fp32: `x` is `[m, k]` row-major, `y` is
+/// `[m, n]`, `w_scales` holds one scale or one per column.
+///
+/// # Panics
+/// Never for well-formed sizes; callers check `x.len() == m × k`, `y.len() == m × n` and
+/// `w_scales.len() ∈ {1, n}` (the op does) — a mismatch makes it return `false` untouched.
+pub fn linear(
+    x: &[f32],
+    weights: &PackedInt8Weights,
+    w_scales: &[f32],
+    y: &mut [f32],
+    kernel: Kernel,
+    scratch: &mut Scratch,
+) -> bool {
+    let (k, n) = (weights.k, weights.n);
+    if k == 0 || n == 0 || !x.len().is_multiple_of(k) {
+        return false;
+    }
+    let m = x.len() / k;
+    if y.len() != m * n || (w_scales.len() != 1 && w_scales.len() != n) {
+        return false;
+    }
+    if kernel == Kernel::Avx2 && !(weights.exact_on_avx2 && avx2_available()) {
+        return false;
+    }
+    let stride = weights.groups * DEPTH;
+    scratch.quantized.resize(m * stride, 0);
+    let (x_scale, zero_point) = match kernel {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 is available (checked above); `quantized` holds `m × stride` bytes.
+        Kernel::Avx2 => unsafe { avx2::quantize(x, k, stride, &mut scratch.quantized) },
+        _ => {
+            let (scale, zp) = dynamic_scale_and_zero_point(x);
+            quantize_rows(x, k, scale, zp, stride, &mut scratch.quantized);
+            (scale, zp)
+        }
+    };
+    // Column scales as the graph computes them: `x_scale × w_scale`, padded to whole blocks.
+    let padded = n.div_ceil(COLS) * COLS;
+    scratch.scales.clear();
+    scratch.scales.extend(
+        (0..padded).map(|c| x_scale * w_scales[if w_scales.len() == 1 { 0 } else { c.min(n - 1) }]),
+    );
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => {
+            // SAFETY: AVX2 is available (checked above) and the sizes are consistent.
+            unsafe {
+                avx2::gemm(
+                    &scratch.quantized,
+                    m,
+                    weights,
+                    zero_point,
+                    &scratch.scales,
+                    y,
+                )
+            }
+        }
+        _ => portable(
+            &scratch.quantized,
+            m,
+            weights,
+            zero_point,
+            &scratch.scales,
+            y,
+        ),
+    }
+    true
+}
+
+/// Exact integer sums in plain Rust; any code range.
+fn portable(a: &[u8], m: usize, w: &PackedInt8Weights, zp: u8, scales: &[f32], y: &mut [f32]) {
+    let (k, n, stride) = (w.k, w.n, w.groups * DEPTH);
+    for r in 0..m {
+        let row = &a[r * stride..r * stride + k];
+        for c in 0..n {
+            let dot: i32 = row
+                .iter()
+                .enumerate()
+                .map(|(i, &q)| i32::from(q) * i32::from(w.code(i, c)))
+                .sum();
+            let sum = dot - i32::from(zp) * w.col_sums[c];
+            y[r * n + c] = sum as f32 * scales[c];
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{PackedInt8Weights, COLS, DEPTH};
+    use std::arch::x86_64::*;
+
+    /// [`super::dynamic_scale_and_zero_point`] and [`super::quantize_rows`] in AVX2, with
+    /// the same results for every finite `x` (the division and the round-half-to-even
+    /// conversion are the same IEEE operations; NaN and infinite activations, meaningless
+    /// either way, may quantize differently).
+    ///
+    /// # Safety
+    /// The CPU has AVX2; `x.len()` is a multiple of `k`, `out.len() == x.len() / k × stride`
+    /// and `stride ≥ k`.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quantize(x: &[f32], k: usize, stride: usize, out: &mut [u8]) -> (f32, u8) {
+        let mut lo = _mm256_setzero_ps();
+        let mut hi = _mm256_setzero_ps();
+        let mut chunks = x.chunks_exact(8);
+        for c in &mut chunks {
+            let v = _mm256_loadu_ps(c.as_ptr());
+            // a NaN lane keeps the running value (the scalar fold ignores NaN too)
+            lo = _mm256_min_ps(v, lo);
+            hi = _mm256_max_ps(v, hi);
+        }
+        let (mut lo_s, mut hi_s) = (0f32, 0f32);
+        let (mut l, mut h) = ([0f32; 8], [0f32; 8]);
+        _mm256_storeu_ps(l.as_mut_ptr(), lo);
+        _mm256_storeu_ps(h.as_mut_ptr(), hi);
+        for &v in l.iter().chain(chunks.remainder()) {
+            if v < lo_s {
+                lo_s = v;
+            }
+        }
+        for &v in h.iter().chain(chunks.remainder()) {
+            if v > hi_s {
+                hi_s = v;
+            }
+        }
+        let scale = (hi_s - lo_s) / 255.0;
+        let zp = (-lo_s / scale).round_ties_even().max(0.0).min(255.0) as u8;
+        let scale_v = _mm256_set1_ps(scale);
+        let zp_v = _mm256_set1_epi32(i32::from(zp));
+        for (row, q) in x.chunks_exact(k).zip(out.chunks_exact_mut(stride)) {
+            let mut i = 0;
+            while i + 8 <= k {
+                let v = _mm256_div_ps(_mm256_loadu_ps(row.as_ptr().add(i)), scale_v);
+                let n = _mm256_add_epi32(_mm256_cvtps_epi32(v), zp_v);
+                // i32 → i16 → u8, each step saturating: clamp(0, 255)
+                let w16 =
+                    _mm_packs_epi32(_mm256_castsi256_si128(n), _mm256_extracti128_si256(n, 1));
+                let b8 = _mm_packus_epi16(w16, w16);
+                _mm_storel_epi64(q.as_mut_ptr().add(i) as *mut __m128i, b8);
+                i += 8;
+            }
+            for (v, o) in row[i..].iter().zip(&mut q[i..k]) {
+                *o = (((v / scale).round_ties_even() as i32) + i32::from(zp)).clamp(0, 255) as u8;
+            }
+            q[k..].fill(zp);
+        }
+        (scale, zp)
+    }
+
+    /// Rows per micro-tile.
+    const ROWS: usize = 4;
+
+    /// `y[m, n]` from the quantized rows `a` (`m × groups·DEPTH` bytes).
+    ///
+    /// # Safety
+    /// The CPU has AVX2; `a.len() ≥ m × groups·DEPTH`, `scales.len() ≥ blocks·COLS`,
+    /// `y.len() == m × n`.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn gemm(
+        a: &[u8],
+        m: usize,
+        w: &PackedInt8Weights,
+        zp: u8,
+        scales: &[f32],
+        y: &mut [f32],
+    ) {
+        let blocks = w.n.div_ceil(COLS);
+        // Partial sums of one column pair when the depth is split into chunks.
+        let mut partial = vec![_mm256_setzero_si256(); m * 2];
+        let mut b = 0;
+        while b < blocks {
+            let width = if b + 1 < blocks { 2 } else { 1 };
+            let mut g0 = 0;
+            while g0 < w.groups {
+                let g1 = (g0 + CHUNK_GROUPS).min(w.groups);
+                let span = Span {
+                    b,
+                    g0,
+                    g1,
+                    first: g0 == 0,
+                    last: g1 == w.groups,
+                };
+                let mut r = 0;
+                while r < m {
+                    let rows = (m - r).min(ROWS);
+                    let part = &mut partial[r * 2..];
+                    match (rows, width) {
+                        (4, 2) => tile::<4, 2>(a, r, span, w, zp, scales, y, part),
+                        (4, _) => tile::<4, 1>(a, r, span, w, zp, scales, y, part),
+                        (3, 2) => tile::<3, 2>(a, r, span, w, zp, scales, y, part),
+                        (3, _) => tile::<3, 1>(a, r, span, w, zp, scales, y, part),
+                        (2, 2) => tile::<2, 2>(a, r, span, w, zp, scales, y, part),
+                        (2, _) => tile::<2, 1>(a, r, span, w, zp, scales, y, part),
+                        (_, 2) => tile::<1, 2>(a, r, span, w, zp, scales, y, part),
+                        _ => tile::<1, 1>(a, r, span, w, zp, scales, y, part),
+                    }
+                    r += rows;
+                }
+                g0 = g1;
+            }
+            b += width;
+        }
+    }
+
+    /// Depth groups per chunk: a chunk of a column pair's weights (`CHUNK_GROUPS × 64` bytes)
+    /// stays in L1 while every row block uses it.
+    const CHUNK_GROUPS: usize = 128;
+
+    /// The column blocks and depth groups one tile covers.
+    #[derive(Clone, Copy)]
+    struct Span {
+        b: usize,
+        g0: usize,
+        g1: usize,
+        first: bool,
+        last: bool,
+    }
+
+    /// Rows `r..r+R` × blocks `b..b+B` over depth groups `g0..g1`: integer sums (carried in
+    /// `partial`, two registers per row, between chunks), then on the last chunk the
+    /// zero-point correction, rescale and store.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2")]
+    unsafe fn tile<const R: usize, const B: usize>(
+        a: &[u8],
+        r: usize,
+        span: Span,
+        w: &PackedInt8Weights,
+        zp: u8,
+        scales: &[f32],
+        y: &mut [f32],
+        partial: &mut [__m256i],
+    ) {
+        let Span {
+            b,
+            g0,
+            g1,
+            first,
+            last,
+        } = span;
+        let groups = w.groups;
+        let stride = groups * DEPTH;
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [[_mm256_setzero_si256(); B]; R];
+        if !first {
+            for (i, acc_row) in acc.iter_mut().enumerate() {
+                for (j, v) in acc_row.iter_mut().enumerate() {
+                    *v = partial[i * 2 + j];
+                }
+            }
+        }
+        let a_ptr = a.as_ptr().add(r * stride);
+        let w_ptr = w.data.as_ptr().add(b * groups * COLS * DEPTH);
+        for g in g0..g1 {
+            let mut wv = [_mm256_setzero_si256(); B];
+            for (j, v) in wv.iter_mut().enumerate() {
+                *v = _mm256_loadu_si256(
+                    w_ptr.add((j * groups + g) * COLS * DEPTH) as *const __m256i
+                );
+            }
+            for (i, acc_row) in acc.iter_mut().enumerate() {
+                let four = (a_ptr.add(i * stride + g * DEPTH) as *const i32).read_unaligned();
+                let xa = _mm256_set1_epi32(four);
+                for (j, acc_v) in acc_row.iter_mut().enumerate() {
+                    let pairs = _mm256_maddubs_epi16(xa, wv[j]);
+                    *acc_v = _mm256_add_epi32(*acc_v, _mm256_madd_epi16(pairs, ones));
+                }
+            }
+        }
+        if !last {
+            for (i, acc_row) in acc.iter().enumerate() {
+                for (j, v) in acc_row.iter().enumerate() {
+                    partial[i * 2 + j] = *v;
+                }
+            }
+            return;
+        }
+        let n = w.n;
+        let zp = _mm256_set1_epi32(i32::from(zp));
+        for j in 0..B {
+            let col = (b + j) * COLS;
+            let live = (n - col).min(COLS);
+            let mut sums = [0i32; COLS];
+            sums[..live].copy_from_slice(&w.col_sums[col..col + live]);
+            let correction =
+                _mm256_mullo_epi32(zp, _mm256_loadu_si256(sums.as_ptr() as *const __m256i));
+            let scale = _mm256_loadu_ps(scales.as_ptr().add(col));
+            for (i, acc_row) in acc.iter().enumerate() {
+                let exact = _mm256_sub_epi32(acc_row[j], correction);
+                let v = _mm256_mul_ps(_mm256_cvtepi32_ps(exact), scale);
+                let out = y.as_mut_ptr().add((r + i) * n + col);
+                if live == COLS {
+                    _mm256_storeu_ps(out, v);
+                } else {
+                    let mut tmp = [0f32; COLS];
+                    _mm256_storeu_ps(tmp.as_mut_ptr(), v);
+                    std::ptr::copy_nonoverlapping(tmp.as_ptr(), out, live);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random values.
+    fn lcg(seed: &mut u64) -> u32 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (*seed >> 33) as u32
+    }
+
+    fn case(
+        m: usize,
+        k: usize,
+        n: usize,
+        max_code: i32,
+        seed: u64,
+    ) -> (Vec<f32>, Vec<i8>, Vec<f32>) {
+        let mut s = seed;
+        let x = (0..m * k)
+            .map(|_| (lcg(&mut s) % 2001) as f32 / 250.0 - 3.0)
+            .collect();
+        let codes = (0..k * n)
+            .map(|_| ((lcg(&mut s) % (2 * max_code as u32 + 1)) as i32 - max_code) as i8)
+            .collect();
+        let scales = (0..n).map(|c| 1e-3 * (1 + c % 7) as f32).collect();
+        (x, codes, scales)
+    }
+
+    /// The ONNX graph's arithmetic, written out: exact i32 sums of `(q - zp) × code`, cast,
+    /// times `x_scale × w_scale`.
+    fn reference(x: &[f32], codes: &[i8], scales: &[f32], k: usize, n: usize) -> Vec<f32> {
+        let (xs, zp) = dynamic_scale_and_zero_point(x);
+        let q: Vec<i32> = x
+            .iter()
+            .map(|v| ((v / xs).round_ties_even() as i32 + i32::from(zp)).clamp(0, 255))
+            .collect();
+        let m = x.len() / k;
+        let mut y = vec![0f32; m * n];
+        for r in 0..m {
+            for c in 0..n {
+                let s: i32 = (0..k)
+                    .map(|i| (q[r * k + i] - i32::from(zp)) * i32::from(codes[i * n + c]))
+                    .sum();
+                let ws = if scales.len() == 1 {
+                    scales[0]
+                } else {
+                    scales[c]
+                };
+                y[r * n + c] = s as f32 * (xs * ws);
+            }
+        }
+        y
+    }
+
+    fn run(
+        x: &[f32],
+        codes: &[i8],
+        scales: &[f32],
+        k: usize,
+        n: usize,
+        kernel: Kernel,
+    ) -> Vec<f32> {
+        let w = PackedInt8Weights::pack(codes, k, n).unwrap();
+        let mut y = vec![f32::NAN; x.len() / k * n];
+        assert!(linear(
+            x,
+            &w,
+            scales,
+            &mut y,
+            kernel,
+            &mut Scratch::default()
+        ));
+        y
+    }
+
+    #[test]
+    fn portable_kernel_equals_the_graph_arithmetic_bit_for_bit() {
+        for (m, k, n) in [(1, 1, 1), (3, 5, 7), (5, 16, 24), (17, 33, 9)] {
+            let (x, codes, scales) = case(m, k, n, 127, (m * 100 + k * 10 + n) as u64);
+            let want = reference(&x, &codes, &scales, k, n);
+            assert_eq!(
+                run(&x, &codes, &scales, k, n, Kernel::Portable),
+                want,
+                "{m}×{k}×{n}"
+            );
+            let one = [scales[0]];
+            assert_eq!(
+                run(&x, &codes, &one, k, n, Kernel::Portable),
+                reference(&x, &codes, &one, k, n)
+            );
+        }
+    }
+
+    #[test]
+    fn avx2_kernel_equals_the_graph_arithmetic_bit_for_bit() {
+        if !avx2_available() {
+            eprintln!("SKIPPED: this CPU has no AVX2");
+            return;
+        }
+        // every tile shape (1..4 rows, 1 or 2 blocks), ragged depth and width, and the
+        // extreme codes ±64 with activations that use the whole u8 range
+        for (m, k, n) in [
+            (1, 4, 8),
+            (2, 7, 9),
+            (3, 384, 16),
+            (4, 13, 24),
+            (9, 64, 41),
+            (16, 384, 96),
+        ] {
+            let (x, codes, scales) = case(m, k, n, 64, (m * 1000 + k * 10 + n) as u64);
+            let want = reference(&x, &codes, &scales, k, n);
+            assert_eq!(
+                run(&x, &codes, &scales, k, n, Kernel::Avx2),
+                want,
+                "{m}×{k}×{n}"
+            );
+        }
+        let k = 64;
+        let x: Vec<f32> = (0..2 * k)
+            .map(|i| if i % 2 == 0 { 10.0 } else { -0.5 })
+            .collect();
+        let codes: Vec<i8> = (0..k * 8)
+            .map(|i| if i % 3 == 0 { -64 } else { 64 })
+            .collect();
+        let scales = vec![1.0; 8];
+        assert_eq!(
+            run(&x, &codes, &scales, k, 8, Kernel::Avx2),
+            reference(&x, &codes, &scales, k, 8)
+        );
+    }
+
+    #[test]
+    fn codes_past_seven_bits_are_not_given_to_the_avx2_kernel() {
+        let (x, codes, scales) = case(2, 8, 8, 127, 7);
+        let w = PackedInt8Weights::pack(&codes, 8, 8).unwrap();
+        assert!(!w.exact_on_avx2());
+        assert_eq!(Kernel::best_for(&w), Kernel::Portable);
+        let mut y = vec![0f32; 16];
+        assert!(!linear(
+            &x,
+            &w,
+            &scales,
+            &mut y,
+            Kernel::Avx2,
+            &mut Scratch::default()
+        ));
+    }
+
+    #[test]
+    fn mismatched_sizes_are_refused() {
+        assert!(PackedInt8Weights::pack(&[1, 2, 3], 2, 2).is_none());
+        let w = PackedInt8Weights::pack(&[1, 2, 3, 4], 2, 2).unwrap();
+        let mut s = Scratch::default();
+        assert!(!linear(
+            &[1.0; 3],
+            &w,
+            &[1.0],
+            &mut [0.0; 2],
+            Kernel::Portable,
+            &mut s
+        ));
+        assert!(!linear(
+            &[1.0; 2],
+            &w,
+            &[1.0],
+            &mut [0.0; 3],
+            Kernel::Portable,
+            &mut s
+        ));
+        assert!(!linear(
+            &[1.0; 2],
+            &w,
+            &[1.0; 3],
+            &mut [0.0; 2],
+            Kernel::Portable,
+            &mut s
+        ));
+    }
+
+    #[test]
+    fn all_zero_activations_give_zeros() {
+        let w = PackedInt8Weights::pack(&[5, -3, 7, 1], 2, 2).unwrap();
+        let mut y = [f32::NAN; 2];
+        assert!(linear(
+            &[0.0, 0.0],
+            &w,
+            &[0.5],
+            &mut y,
+            Kernel::Portable,
+            &mut Scratch::default()
+        ));
+        assert_eq!(y, [0.0, 0.0]);
+    }
+}

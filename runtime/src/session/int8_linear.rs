@@ -1,0 +1,256 @@
+//! The int8 Linear as one tract op over [`super::int8_gemm`], and the ONNX node that stands for
+//! it in a rewritten graph.
+//!
+//! [`super::int8::apply`] replaces each `DynamicQuantizeLinear → MatMulInteger → Cast → Mul`
+//! block by one node `EdgebertInt8Linear(x, codes, scales)` (domain [`DOMAIN`]); the
+//! parser built by [`onnx`] knows it. When the graph is typed the codes (constants) are
+//! packed once into the kernel's layout and the node becomes an [`Int8Linear`] op holding
+//! them, with `x` as its only input.
+use std::cell::RefCell;
+
+use tract_onnx::model::ParsingContext;
+use tract_onnx::pb::NodeProto;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_hir::internal::{
+    expand, Expansion, InferenceOp, InferenceResult, Solver, TensorProxy,
+};
+
+use super::int8_gemm::{self, Kernel, PackedInt8Weights, Scratch};
+
+/// `op_type` of the fused node in a rewritten ONNX graph.
+pub const OP_TYPE: &str = "EdgebertInt8Linear";
+/// Domain of the fused node (never written to a file: the rewrite happens at load).
+pub const DOMAIN: &str = "ai.edgebert";
+
+/// tract's ONNX parser, knowing the fused int8 Linear node.
+pub fn onnx() -> tract_onnx::Onnx {
+    let mut onnx = tract_onnx::onnx();
+    onnx.op_register.insert(OP_TYPE, parse_node);
+    onnx
+}
+
+fn parse_node(
+    _ctx: &ParsingContext,
+    _node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    Ok((expand(Int8LinearNode), vec![]))
+}
+
+/// The parsed node: `y[.., n] = Linear(x[.., k], codes[k, n] int8, scales[1 or n] f32)`.
+#[derive(Debug, Clone, Hash)]
+struct Int8LinearNode;
+
+impl Expansion for Int8LinearNode {
+    fn name(&self) -> StaticName {
+        OP_TYPE.into()
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        if inputs.len() != 3 || outputs.len() != 1 {
+            bail!(
+                "{OP_TYPE} takes 3 inputs and gives 1 output, got {} and {}",
+                inputs.len(),
+                outputs.len()
+            );
+        }
+        s.equals(&inputs[0].datum_type, f32::datum_type())?;
+        s.equals(&inputs[1].datum_type, i8::datum_type())?;
+        s.equals(&inputs[2].datum_type, f32::datum_type())?;
+        s.equals(&outputs[0].datum_type, f32::datum_type())?;
+        s.equals(&inputs[1].rank, 2)?;
+        s.equals(&inputs[0].rank, &outputs[0].rank)?;
+        s.given(&inputs[0].rank, move |s, rank| {
+            let last = (rank as usize).checked_sub(1).context("a scalar input")?;
+            for ax in 0..last {
+                s.equals(&inputs[0].shape[ax], &outputs[0].shape[ax])?;
+            }
+            s.equals(&inputs[0].shape[last], &inputs[1].shape[0])?;
+            s.equals(&outputs[0].shape[last], &inputs[1].shape[1])?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    fn wire(
+        &self,
+        prefix: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
+        let codes = model
+            .outlet_fact(inputs[1])?
+            .konst
+            .clone()
+            .with_context(|| format!("{prefix}: the int8 weight must be a constant"))?;
+        let scales = model
+            .outlet_fact(inputs[2])?
+            .konst
+            .clone()
+            .with_context(|| format!("{prefix}: the weight scales must be a constant"))?;
+        let op = Int8Linear::new(&codes, &scales).with_context(|| prefix.to_string())?;
+        model.wire_node(prefix, op, &inputs[..1])
+    }
+}
+
+/// Packed weights and scales of one Linear layer.
+#[derive(Debug)]
+pub struct Int8LinearWeights {
+    packed: PackedInt8Weights,
+    scales: Vec<f32>,
+    kernel: Kernel,
+}
+
+impl PartialEq for Int8LinearWeights {
+    /// Same codes, same kernel, bit-identical scales.
+    fn eq(&self, other: &Self) -> bool {
+        self.kernel == other.kernel
+            && self.packed == other.packed
+            && self.scales.len() == other.scales.len()
+            && self
+                .scales
+                .iter()
+                .zip(&other.scales)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+    }
+}
+
+impl Eq for Int8LinearWeights {}
+
+/// A Linear layer with int8 weights: dynamic per-tensor quantization of `x`, exact integer
+/// products, fp32 rescale ([`int8_gemm::linear`]).
+#[derive(Debug, Clone)]
+pub struct Int8Linear {
+    weights: Arc<Int8LinearWeights>,
+}
+
+impl PartialEq for Int8Linear {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.weights, &other.weights) || self.weights == other.weights
+    }
+}
+
+impl Eq for Int8Linear {}
+
+impl Int8Linear {
+    /// Packs `codes` (`[k, n]` int8) with `scales` (one, or one per column).
+    pub fn new(codes: &Tensor, scales: &Tensor) -> TractResult<Int8Linear> {
+        let &[k, n] = codes.shape() else {
+            bail!("int8 weight of shape {:?}, expected [k, n]", codes.shape());
+        };
+        ensure!(
+            codes.datum_type() == i8::datum_type(),
+            "int8 weight of type {:?}",
+            codes.datum_type()
+        );
+        ensure!(
+            scales.datum_type() == f32::datum_type() && (scales.len() == 1 || scales.len() == n),
+            "weight scales: {} values of type {:?}, expected 1 or {n} f32",
+            scales.len(),
+            scales.datum_type()
+        );
+        let codes = codes.try_as_plain_ram()?;
+        let packed = PackedInt8Weights::pack(codes.as_slice::<i8>()?, k, n)
+            .context("int8 weight size disagrees with its shape")?;
+        let scales = scales.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
+        let kernel = Kernel::best_for(&packed);
+        Ok(Int8Linear {
+            weights: Arc::new(Int8LinearWeights {
+                packed,
+                scales,
+                kernel,
+            }),
+        })
+    }
+
+    /// The kernel this layer runs.
+    pub fn kernel(&self) -> Kernel {
+        self.weights.kernel
+    }
+
+    /// The packed weights, shared by every plan holding this layer.
+    pub fn weights(&self) -> &Arc<Int8LinearWeights> {
+        &self.weights
+    }
+
+    /// Uses `weights` instead of this layer's own (equal) ones.
+    pub fn share(&mut self, weights: Arc<Int8LinearWeights>) {
+        self.weights = weights;
+    }
+}
+
+impl Op for Int8Linear {
+    fn name(&self) -> StaticName {
+        "EdgebertInt8Linear".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        let w = &self.weights;
+        Ok(vec![format!(
+            "{}×{} int8, {} scale(s), {:?} kernel",
+            w.packed.k(),
+            w.packed.n(),
+            w.scales.len(),
+            w.kernel
+        )])
+    }
+
+    op_as_typed_op!();
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+impl EvalOp for Int8Linear {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let x = args_1!(inputs);
+        let w = &self.weights;
+        let (k, n) = (w.packed.k(), w.packed.n());
+        let shape = x.shape();
+        ensure!(
+            shape.last() == Some(&k),
+            "input of shape {shape:?}, expected {k} features last"
+        );
+        let mut out_shape: TVec<usize> = shape.into();
+        if let Some(last) = out_shape.last_mut() {
+            *last = n;
+        }
+        let mut y = Tensor::zero::<f32>(&out_shape)?;
+        {
+            let x = x.try_as_plain_ram()?;
+            let x = x.as_slice::<f32>()?;
+            let mut view = y.try_as_plain_ram_mut()?;
+            let out = view.as_slice_mut::<f32>()?;
+            let done = SCRATCH.with(|s| {
+                int8_gemm::linear(x, &w.packed, &w.scales, out, w.kernel, &mut s.borrow_mut())
+            });
+            ensure!(done, "int8 Linear: inconsistent sizes");
+        }
+        Ok(tvec!(y.into_tvalue()))
+    }
+}
+
+impl TypedOp for Int8Linear {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let mut shape = inputs[0].shape.to_tvec();
+        let k = self.weights.packed.k();
+        match shape.last_mut() {
+            Some(last) if *last == k.to_dim() => *last = self.weights.packed.n().to_dim(),
+            _ => bail!(
+                "input of shape {:?}, expected {k} features last",
+                inputs[0].shape
+            ),
+        }
+        Ok(tvec!(f32::fact(shape)))
+    }
+
+    as_op!();
+}
