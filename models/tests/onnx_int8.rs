@@ -422,6 +422,66 @@ fn runtime_dequantize_fallback_rewrites_every_linear() {
     }
 }
 
+/// The runtime's own int8 kernel: every Linear block becomes one fused node, and the logits
+/// equal tract's integer path (MatMulInteger) bit for bit, batched and padded, per-channel and
+/// per-tensor, 7-bit codes (AVX2 kernel where available) and full-range ones (portable loop).
+/// `auto` takes it on an AVX2 CPU without int8 dot products only for 7-bit exports.
+#[test]
+fn runtime_int8_kernel_equals_tracts_integer_path_bit_for_bit() {
+    use edgebert_runtime::session::int8::{apply, cpu_has_int8_dot, Int8Mode, Int8Path};
+    use edgebert_runtime::session::int8_gemm::avx2_available;
+    use edgebert_runtime::session::int8_linear::OP_TYPE;
+    for arch in [Architecture::DistilBert, Architecture::Bert] {
+        for (scales, range) in [
+            (WeightScales::PerChannel, WeightRange::Reduced),
+            (WeightScales::PerTensor, WeightRange::Reduced),
+            (WeightScales::PerChannel, WeightRange::Full),
+        ] {
+            let cfg = tiny_config(arch, "gelu");
+            let w = random_weights(&cfg, 3, 53);
+            let q = export_classifier(
+                &cfg,
+                &w,
+                &ExportOptions {
+                    weight_range: range,
+                    ..int8(scales)
+                },
+            )
+            .unwrap();
+            let linears = 6 * cfg.num_layers + 2;
+            let mut proto = ModelProto::decode(&q[..]).unwrap();
+            assert_eq!(
+                apply(&mut proto, Int8Mode::Kernel),
+                Int8Path::Kernel(linears)
+            );
+            let g = proto.graph.as_ref().unwrap();
+            let count = |op: &str| g.node.iter().filter(|n| n.op_type == op).count();
+            assert_eq!(count("MatMulInteger"), 0);
+            assert_eq!(count("DynamicQuantizeLinear"), 0, "dead quantizers pruned");
+            assert_eq!(count(OP_TYPE), linears);
+            let k = proto.encode_to_vec();
+            for case in standard_cases(cfg.vocab_size) {
+                assert_eq!(
+                    tract_logits(&k, &case).unwrap(),
+                    tract_logits(&q, &case).unwrap(),
+                    "{arch:?} {scales:?} {range:?}"
+                );
+            }
+
+            let mut auto = ModelProto::decode(&q[..]).unwrap();
+            let path = apply(&mut auto, Int8Mode::Auto);
+            let want = if cpu_has_int8_dot() {
+                Int8Path::Native
+            } else if avx2_available() && range == WeightRange::Reduced {
+                Int8Path::Kernel(linears)
+            } else {
+                Int8Path::Dequantized(linears)
+            };
+            assert_eq!(path, want, "{arch:?} {scales:?} {range:?}");
+        }
+    }
+}
+
 /// A block that does not match the exporter's form exactly (here: a nonzero weight zero point)
 /// is left on the integer path; the others are still rewritten.
 #[test]

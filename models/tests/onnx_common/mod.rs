@@ -337,7 +337,8 @@ pub fn reference_logits(
 /// Runs an exported graph in tract with the inputs fixed to the case's concrete shape.
 pub fn tract_logits(bytes: &[u8], case: &Case) -> TractResult<Vec<Vec<f32>>> {
     let (b, s) = (case.input_ids.len(), case.input_ids[0].len());
-    let model = tract_onnx::onnx()
+    // tract's parser plus the runtime's fused int8 Linear node
+    let model = edgebert_runtime::session::int8_linear::onnx()
         .model_for_read(&mut &bytes[..])?
         .with_input_fact(0, InferenceFact::dt_shape(i64::datum_type(), tvec![b, s]))?
         .with_input_fact(1, InferenceFact::dt_shape(i64::datum_type(), tvec![b, s]))?

@@ -3,15 +3,19 @@
 //!
 //! [`super::int8::apply`] replaces each `DynamicQuantizeLinear → MatMulInteger → Cast → Mul`
 //! block by one node `EdgebertInt8Linear(x, codes, scales)` (domain [`DOMAIN`]); the
-//! parser built by [`onnx`] knows it. When the graph is typed the codes (constants) are
-//! packed once into the kernel's layout and the node becomes an [`Int8Linear`] op holding
-//! them, with `x` as its only input.
+//! parser built by [`onnx`] knows it. Right after parsing, [`pack_weights`] packs each
+//! node's codes (constants) into the kernel's layout, frees each int8 original as soon as it is
+//! packed (so the weights are never held twice), and leaves a node with `x` as its only input;
+//! typing it gives an [`Int8Linear`] op holding the packed weights. A node that was not packed
+//! packs its codes when typed.
 use std::cell::RefCell;
 
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::konst::Const;
+use tract_onnx::tract_hir::infer::{Factoid, InferenceModelPatch};
 use tract_onnx::tract_hir::internal::{
     expand, Expansion, InferenceOp, InferenceResult, Solver, TensorProxy,
 };
@@ -34,12 +38,66 @@ fn parse_node(
     _ctx: &ParsingContext,
     _node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    Ok((expand(Int8LinearNode), vec![]))
+    Ok((expand(Int8LinearNode { packed: None }), vec![]))
 }
 
-/// The parsed node: `y[.., n] = Linear(x[.., k], codes[k, n] int8, scales[1 or n] f32)`.
-#[derive(Debug, Clone, Hash)]
-struct Int8LinearNode;
+/// The parsed node: `y[.., n] = Linear(x[.., k], codes[k, n] int8, scales[1 or n] f32)`, or,
+/// once [`pack_weights`] has run, `Linear(x)` with the packed weights inside.
+#[derive(Debug, Clone)]
+struct Int8LinearNode {
+    packed: Option<Arc<Int8LinearWeights>>,
+}
+
+/// Packs the weights of every fused int8 Linear node of a freshly parsed graph (see the module
+/// doc); returns how many were packed. A node whose weight is not a constant is left to fail
+/// with a clear error when typed.
+pub fn pack_weights(model: &mut InferenceModel) -> TractResult<usize> {
+    let targets: Vec<usize> = model
+        .nodes()
+        .iter()
+        .filter(|n| n.op.name() == OP_TYPE && n.inputs.len() == 3)
+        .map(|n| n.id)
+        .collect();
+    let mut packed = 0;
+    for id in targets {
+        let node = model.node(id);
+        let (x, codes_at, scales_at) = (node.inputs[0], node.inputs[1], node.inputs[2]);
+        let name = node.name.clone();
+        let (Some(codes), Some(scales)) = (
+            model.outlet_fact(codes_at)?.value.concretize(),
+            model.outlet_fact(scales_at)?.value.concretize(),
+        ) else {
+            continue;
+        };
+        let op = Int8Linear::new(&codes, &scales).with_context(|| name.clone())?;
+        drop(codes);
+        let mut patch = InferenceModelPatch::default();
+        let tap = patch.tap_model(model, x)?;
+        let node_op = expand(Int8LinearNode {
+            packed: Some(op.weights.clone()),
+        });
+        let out = patch.wire_node(&name, node_op, &[tap])?[0];
+        patch.shunt_outside(model, OutletId::new(id, 0), out)?;
+        patch.apply(model)?;
+        // The fused node was the codes' only reader: free them now, not at `compact`.
+        let unread = model
+            .nodes()
+            .iter()
+            .all(|n| n.id == id || !n.inputs.contains(&codes_at));
+        if unread {
+            let konst = model.node_mut(codes_at.node);
+            konst.op = Box::new(Const::new(rctensor0(0i8))?);
+            if let Some(o) = konst.outputs.get_mut(codes_at.slot) {
+                o.fact = InferenceFact::default();
+            }
+        }
+        packed += 1;
+    }
+    if packed > 0 {
+        model.compact()?;
+    }
+    Ok(packed)
+}
 
 impl Expansion for Int8LinearNode {
     fn name(&self) -> StaticName {
@@ -52,6 +110,24 @@ impl Expansion for Int8LinearNode {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
+        if let Some(w) = &self.packed {
+            if inputs.len() != 1 || outputs.len() != 1 {
+                bail!("packed {OP_TYPE} takes 1 input and gives 1 output");
+            }
+            let (k, n) = (w.packed.k(), w.packed.n());
+            s.equals(&inputs[0].datum_type, f32::datum_type())?;
+            s.equals(&outputs[0].datum_type, f32::datum_type())?;
+            s.equals(&inputs[0].rank, &outputs[0].rank)?;
+            return s.given(&inputs[0].rank, move |s, rank| {
+                let last = (rank as usize).checked_sub(1).context("a scalar input")?;
+                for ax in 0..last {
+                    s.equals(&inputs[0].shape[ax], &outputs[0].shape[ax])?;
+                }
+                s.equals(&inputs[0].shape[last], k.to_dim())?;
+                s.equals(&outputs[0].shape[last], n.to_dim())?;
+                Ok(())
+            });
+        }
         if inputs.len() != 3 || outputs.len() != 1 {
             bail!(
                 "{OP_TYPE} takes 3 inputs and gives 1 output, got {} and {}",
@@ -83,6 +159,12 @@ impl Expansion for Int8LinearNode {
         model: &mut TypedModel,
         inputs: &[OutletId],
     ) -> TractResult<TVec<OutletId>> {
+        if let Some(weights) = &self.packed {
+            let op = Int8Linear {
+                weights: weights.clone(),
+            };
+            return model.wire_node(prefix, op, &inputs[..1]);
+        }
         let codes = model
             .outlet_fact(inputs[1])?
             .konst

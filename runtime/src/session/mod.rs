@@ -16,7 +16,8 @@
 //! skeleton again when a second plan is needed (MiniLM fp32 bundle, one text: peak RSS 193 →
 //! 134 MiB).
 pub mod int8;
-pub mod int8_gemm;
+/// edgebert's int8 Linear kernel (the `edgebert-int8-gemm` crate).
+pub use edgebert_int8_gemm as int8_gemm;
 pub mod int8_linear;
 pub mod passes;
 pub mod shared_weights;
@@ -299,10 +300,18 @@ impl Session {
             })?,
         };
         drop(proto);
-        if let Int8Path::Dequantized(_) = int8_path {
-            guarded("dequantizing int8 weights", || {
-                int8::fold_dequantized_weights(&mut model)
-            })?;
+        match int8_path {
+            Int8Path::Dequantized(_) => {
+                guarded("dequantizing int8 weights", || {
+                    int8::fold_dequantized_weights(&mut model)
+                })?;
+            }
+            Int8Path::Kernel(_) => {
+                guarded("packing int8 weights", || {
+                    int8_linear::pack_weights(&mut model)
+                })?;
+            }
+            _ => {}
         }
 
         // Inputs: map each graph input to the tensor we feed it.
@@ -597,8 +606,14 @@ impl Session {
         let (name, slot) = &self.output;
         guarded("parsing ONNX", || {
             let mut model = weights::parse(&r.skeleton, &r.weights)?;
-            if let Int8Path::Dequantized(_) = self.int8_path {
-                int8::fold_dequantized_weights(&mut model)?;
+            match self.int8_path {
+                Int8Path::Dequantized(_) => {
+                    int8::fold_dequantized_weights(&mut model)?;
+                }
+                Int8Path::Kernel(_) => {
+                    int8_linear::pack_weights(&mut model)?;
+                }
+                _ => {}
             }
             let id = model.node_by_name(name)?.id;
             model.select_output_outlets(&[OutletId::new(id, *slot)])?;

@@ -20,6 +20,8 @@ use tract_onnx::tract_core::ops::matmul::optimized::{MatMulOperand, OptMatMul, P
 use tract_onnx::tract_core::tract_linalg::mmm::{EagerPackedInput, MMMInputValue};
 use tract_onnx::tract_core::tract_linalg::pack::PackedFormat;
 
+use super::int8_linear::{Int8Linear, Int8LinearWeights};
+
 /// Where an operand sits: node name, micro-op index, and whether it is the `b` operand.
 type Site = (String, usize, bool);
 
@@ -28,6 +30,7 @@ type Site = (String, usize, bool);
 pub struct PackedWeights {
     by_site: HashMap<Site, Vec<Box<dyn MMMInputValue>>>,
     consts: HashMap<String, Vec<Arc<Tensor>>>,
+    int8: HashMap<String, Vec<Arc<Int8LinearWeights>>>,
 }
 
 /// Constants smaller than this are not worth comparing.
@@ -81,12 +84,27 @@ impl PackedWeights {
         shared
     }
 
-    /// Replaces each large constant of `model` by an identical tensor already held (by node
-    /// name and value) and remembers the others; returns how many were replaced.
+    /// Replaces each large constant of `model`, and the packed weights of each
+    /// [`Int8Linear`], by an identical one already held (by node name and value) and remembers
+    /// the others; returns how many were replaced.
     pub fn share_consts(&mut self, model: &mut TypedModel) -> TractResult<usize> {
         let mut shared = 0;
         for id in 0..model.nodes().len() {
             let node = model.node_mut(id);
+            let name = node.name.clone();
+            if let Some(op) = node.op_as_mut::<Int8Linear>() {
+                let held = self.int8.entry(name).or_default();
+                let weights = op.weights().clone();
+                match held.iter().find(|h| **h == weights).cloned() {
+                    Some(same) if !Arc::ptr_eq(&same, &weights) => {
+                        op.share(same);
+                        shared += 1;
+                    }
+                    Some(_) => {}
+                    None => held.push(weights),
+                }
+                continue;
+            }
             // plain host tensors only (an exotic constant carries a fact this would drop)
             let Some(konst) = node.op_as::<Const>().filter(|k| k.exotic_fact().is_none()) else {
                 continue;
