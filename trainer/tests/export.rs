@@ -78,7 +78,6 @@ fn int8_export_writes_the_contract_and_verifies_with_the_runtime() {
         int8.max_abs_candle_logit
     );
 
-    // model.edgebert carries the int8 model; both int8 paths run it.
     let int8_bytes = std::fs::metadata(out.join("model.edgebert"))
         .expect("int8 bundle")
         .len();

@@ -27,8 +27,8 @@ const DEPTH: usize = 4;
 
 /// A `[k, n]` int8 weight repacked for the kernel, with its per-column code sums.
 ///
-/// Layout: blocks of [`COLS`] columns, one after the other; in each block, groups of [`DEPTH`]
-/// rows; in each group, for each column, its `DEPTH` codes. One group of one block is one
+/// Layout: blocks of 8 columns, one after the other; in each block, groups of 4
+/// rows; in each group, for each column, its 4 codes. One group of one block is one
 /// 32-byte register. Rows and columns past the weight's edge are zero.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackedInt8Weights {
@@ -147,7 +147,7 @@ pub fn dynamic_scale_and_zero_point(x: &[f32]) -> (f32, u8) {
         }
     });
     let scale = (max - min) / 255.0;
-    let zero_point = (-min / scale).round_ties_even().max(0.0).min(255.0) as u8;
+    let zero_point = (-min / scale).round_ties_even().clamp(0.0, 255.0) as u8;
     (scale, zero_point)
 }
 
@@ -296,7 +296,7 @@ mod avx2 {
             }
         }
         let scale = (hi_s - lo_s) / 255.0;
-        let zp = (-lo_s / scale).round_ties_even().max(0.0).min(255.0) as u8;
+        let zp = (-lo_s / scale).round_ties_even().clamp(0.0, 255.0) as u8;
         let scale_v = _mm256_set1_ps(scale);
         let zp_v = _mm256_set1_epi32(i32::from(zp));
         for (row, q) in x.chunks_exact(k).zip(out.chunks_exact_mut(stride)) {
@@ -538,7 +538,7 @@ mod tests {
         n: usize,
         kernel: Kernel,
     ) -> Vec<f32> {
-        let w = PackedInt8Weights::pack(codes, k, n).unwrap();
+        let w = PackedInt8Weights::pack(codes, k, n).expect("consistent sizes");
         let mut y = vec![f32::NAN; x.len() / k * n];
         assert!(linear(
             x,
@@ -610,7 +610,7 @@ mod tests {
     #[test]
     fn codes_past_seven_bits_are_not_given_to_the_avx2_kernel() {
         let (x, codes, scales) = case(2, 8, 8, 127, 7);
-        let w = PackedInt8Weights::pack(&codes, 8, 8).unwrap();
+        let w = PackedInt8Weights::pack(&codes, 8, 8).expect("consistent sizes");
         assert!(!w.exact_on_avx2());
         assert_eq!(Kernel::best_for(&w), Kernel::Portable);
         let mut y = vec![0f32; 16];
@@ -627,7 +627,7 @@ mod tests {
     #[test]
     fn mismatched_sizes_are_refused() {
         assert!(PackedInt8Weights::pack(&[1, 2, 3], 2, 2).is_none());
-        let w = PackedInt8Weights::pack(&[1, 2, 3, 4], 2, 2).unwrap();
+        let w = PackedInt8Weights::pack(&[1, 2, 3, 4], 2, 2).expect("consistent sizes");
         let mut s = Scratch::default();
         assert!(!linear(
             &[1.0; 3],
@@ -657,7 +657,7 @@ mod tests {
 
     #[test]
     fn all_zero_activations_give_zeros() {
-        let w = PackedInt8Weights::pack(&[5, -3, 7, 1], 2, 2).unwrap();
+        let w = PackedInt8Weights::pack(&[5, -3, 7, 1], 2, 2).expect("consistent sizes");
         let mut y = [f32::NAN; 2];
         assert!(linear(
             &[0.0, 0.0],

@@ -5,7 +5,8 @@ use anyhow::Result;
 
 use edgebert_runtime::model_source::{ModelSource, SourceKind};
 use edgebert_runtime::session::inspect_onnx;
-use edgebert_runtime::session::int8::cpu_has_int8_dot;
+use edgebert_runtime::session::int8::{self, Int8Mode};
+use prost::Message;
 
 use super::Format;
 
@@ -22,10 +23,9 @@ pub fn run(path: &Path, format: Format) -> Result<()> {
         SourceKind::ExportDir => "export-dir",
     };
     // What a session would do with this model on this CPU (see `classify --int8`).
-    let int8_path = match summary.op_histogram.contains_key("MatMulInteger") {
-        false => "fp32 model",
-        true if cpu_has_int8_dot() => "int8 kernels (this CPU has int8 dot-product instructions)",
-        true => "int8 weights dequantized to fp32 at load (this CPU has no int8 dot-product instructions)",
+    let int8_path = match tract_onnx::pb::ModelProto::decode(&b.model[..]) {
+        Ok(mut proto) => int8::apply(&mut proto, Int8Mode::Auto).describe(),
+        Err(e) => format!("unknown (the ONNX does not decode: {e})"),
     };
     let v = serde_json::json!({
         "path": path.display().to_string(),
