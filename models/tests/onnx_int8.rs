@@ -459,6 +459,12 @@ fn runtime_int8_kernel_equals_tracts_integer_path_bit_for_bit() {
             assert_eq!(count("MatMulInteger"), 0);
             assert_eq!(count("DynamicQuantizeLinear"), 0, "dead quantizers pruned");
             assert_eq!(count(OP_TYPE), linears);
+            // every Linear's bias Add is folded into its fused node
+            assert!(g
+                .node
+                .iter()
+                .filter(|n| n.op_type == OP_TYPE)
+                .all(|n| n.input.len() == 4));
             let k = proto.encode_to_vec();
             for case in standard_cases(cfg.vocab_size) {
                 assert_eq!(

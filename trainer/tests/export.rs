@@ -85,13 +85,26 @@ fn int8_export_writes_the_contract_and_verifies_with_the_runtime() {
         .expect("fp32 bundle")
         .len();
     assert!(int8_bytes < fp32_bytes, "{int8_bytes} vs {fp32_bytes}");
-    // every int8 path runs it; edgebert's kernel gives exactly tract's integer results
+    // Every int8 path runs it; edgebert's kernel gives exactly tract's integer results, in every
+    // bucket (the first plan from the graph parsed at open, later ones from a fresh parse and the
+    // shared symbolic graph), from the file or from memory.
+    let texts = [
+        "kalolo mimine".to_string(),
+        "mimine kalolo ".repeat(6),
+        "kalolo ".repeat(40),
+    ];
     let mut logits = Vec::new();
-    for mode in [Int8Mode::Native, Int8Mode::Dequantize, Int8Mode::Kernel] {
+    for (mode, in_memory) in [
+        (Int8Mode::Native, false),
+        (Int8Mode::Dequantize, false),
+        (Int8Mode::Kernel, false),
+        (Int8Mode::Kernel, true),
+    ] {
         let mut session = Session::open_with(
             out.join("model.edgebert"),
             SessionOptions {
                 int8: mode,
+                file_weights_min_bytes: if in_memory { usize::MAX } else { 1024 },
                 ..Default::default()
             },
         )
@@ -103,11 +116,18 @@ fn int8_export_writes_the_contract_and_verifies_with_the_runtime() {
             Int8Mode::Dequantize => assert!(matches!(path, Int8Path::Dequantized(n) if n > 0)),
             _ => assert!(matches!(path, Int8Path::Kernel(n) if n > 0), "{path:?}"),
         }
-        let c = session.classify("kalolo mimine").expect("classify");
-        assert_eq!(c.probs.len(), 6);
-        logits.push(c.logits);
+        let mut per_text = Vec::new();
+        for t in &texts {
+            let c = session.classify(t).expect("classify");
+            assert_eq!(c.probs.len(), 6);
+            per_text.push(c.logits);
+        }
+        assert!(session.buckets().iter().filter(|b| b.1).count() >= 3);
+        logits.push(per_text);
     }
-    assert_eq!(logits[2], logits[0], "kernel vs tract's MatMulInteger");
+    assert_eq!(logits[2], logits[0], "kernel (file) vs tract's MatMulInteger");
+    assert_eq!(logits[3], logits[0], "kernel (in memory) vs tract's MatMulInteger");
+    assert_ne!(logits[1], logits[0], "the dequantized path has no activation quantization");
 }
 
 #[test]

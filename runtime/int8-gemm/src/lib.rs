@@ -168,18 +168,29 @@ fn quantize_rows(x: &[f32], k: usize, scale: f32, zero_point: u8, stride: usize,
 pub struct Scratch {
     quantized: Vec<u8>,
     scales: Vec<f32>,
+    bias: Vec<f32>,
 }
 
-/// `y = DynamicQuantizeLinear(x) · W` rescaled to fp32: `x` is `[m, k]` row-major, `y` is
-/// `[m, n]`, `w_scales` holds one scale or one per column.
+/// What follows the integer sums: `sum × scales[c]`, then `+ bias[c]` when there is a bias
+/// (two roundings, as the graph's `Mul` then `Add`). Both slices are padded to whole blocks.
+#[derive(Clone, Copy)]
+struct Epilogue<'a> {
+    scales: &'a [f32],
+    bias: Option<&'a [f32]>,
+}
+
+/// `y = DynamicQuantizeLinear(x) · W` rescaled to fp32, plus `bias` when it is not empty:
+/// `x` is `[m, k]` row-major, `y` is `[m, n]` (every value written), `w_scales` holds one
+/// scale or one per column, `bias` none or one per column.
 ///
-/// # Panics
-/// Never for well-formed sizes; callers check `x.len() == m × k`, `y.len() == m × n` and
-/// `w_scales.len() ∈ {1, n}` (the op does) — a mismatch makes it return `false` untouched.
+/// Returns `false`, with `y` untouched, when the sizes disagree (`x.len()` not a multiple of
+/// `k`, `y.len() != m × n`, `w_scales.len() ∉ {1, n}`, `bias.len() ∉ {0, n}`) or when `kernel`
+/// is [`Kernel::Avx2`] and this CPU or these codes cannot run it.
 pub fn linear(
     x: &[f32],
     weights: &PackedInt8Weights,
     w_scales: &[f32],
+    bias: &[f32],
     y: &mut [f32],
     kernel: Kernel,
     scratch: &mut Scratch,
@@ -189,7 +200,10 @@ pub fn linear(
         return false;
     }
     let m = x.len() / k;
-    if y.len() != m * n || (w_scales.len() != 1 && w_scales.len() != n) {
+    if y.len() != m * n
+        || (w_scales.len() != 1 && w_scales.len() != n)
+        || (!bias.is_empty() && bias.len() != n)
+    {
         return false;
     }
     if kernel == Kernel::Avx2 && !(weights.exact_on_avx2 && avx2_available()) {
@@ -213,35 +227,28 @@ pub fn linear(
     scratch.scales.extend(
         (0..padded).map(|c| x_scale * w_scales[if w_scales.len() == 1 { 0 } else { c.min(n - 1) }]),
     );
+    scratch.bias.clear();
+    if !bias.is_empty() {
+        scratch.bias.extend_from_slice(bias);
+        scratch.bias.resize(padded, 0.0);
+    }
+    let epilogue = Epilogue {
+        scales: &scratch.scales,
+        bias: (!bias.is_empty()).then_some(&scratch.bias[..]),
+    };
     match kernel {
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 => {
             // SAFETY: AVX2 is available (checked above) and the sizes are consistent.
-            unsafe {
-                avx2::gemm(
-                    &scratch.quantized,
-                    m,
-                    weights,
-                    zero_point,
-                    &scratch.scales,
-                    y,
-                )
-            }
+            unsafe { avx2::gemm(&scratch.quantized, m, weights, zero_point, epilogue, y) }
         }
-        _ => portable(
-            &scratch.quantized,
-            m,
-            weights,
-            zero_point,
-            &scratch.scales,
-            y,
-        ),
+        _ => portable(&scratch.quantized, m, weights, zero_point, epilogue, y),
     }
     true
 }
 
 /// Exact integer sums in plain Rust; any code range.
-fn portable(a: &[u8], m: usize, w: &PackedInt8Weights, zp: u8, scales: &[f32], y: &mut [f32]) {
+fn portable(a: &[u8], m: usize, w: &PackedInt8Weights, zp: u8, e: Epilogue, y: &mut [f32]) {
     let (k, n, stride) = (w.k, w.n, w.groups * DEPTH);
     for r in 0..m {
         let row = &a[r * stride..r * stride + k];
@@ -252,14 +259,18 @@ fn portable(a: &[u8], m: usize, w: &PackedInt8Weights, zp: u8, scales: &[f32], y
                 .map(|(i, &q)| i32::from(q) * i32::from(w.code(i, c)))
                 .sum();
             let sum = dot - i32::from(zp) * w.col_sums[c];
-            y[r * n + c] = sum as f32 * scales[c];
+            let v = sum as f32 * e.scales[c];
+            y[r * n + c] = match e.bias {
+                Some(b) => v + b[c],
+                None => v,
+            };
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{PackedInt8Weights, COLS, DEPTH};
+    use super::{Epilogue, PackedInt8Weights, COLS, DEPTH};
     use std::arch::x86_64::*;
 
     /// [`super::dynamic_scale_and_zero_point`] and [`super::quantize_rows`] in AVX2, with
@@ -325,7 +336,7 @@ mod avx2 {
     /// `y[m, n]` from the quantized rows `a` (`m × groups·DEPTH` bytes).
     ///
     /// # Safety
-    /// The CPU has AVX2; `a.len() ≥ m × groups·DEPTH`, `scales.len() ≥ blocks·COLS`,
+    /// The CPU has AVX2; `a.len() ≥ m × groups·DEPTH`, `the epilogue's slices hold `blocks·COLS` values,
     /// `y.len() == m × n`.
     #[target_feature(enable = "avx2")]
     pub unsafe fn gemm(
@@ -333,7 +344,7 @@ mod avx2 {
         m: usize,
         w: &PackedInt8Weights,
         zp: u8,
-        scales: &[f32],
+        e: Epilogue,
         y: &mut [f32],
     ) {
         let blocks = w.n.div_ceil(COLS);
@@ -357,14 +368,14 @@ mod avx2 {
                     let rows = (m - r).min(ROWS);
                     let part = &mut partial[r * 2..];
                     match (rows, width) {
-                        (4, 2) => tile::<4, 2>(a, r, span, w, zp, scales, y, part),
-                        (4, _) => tile::<4, 1>(a, r, span, w, zp, scales, y, part),
-                        (3, 2) => tile::<3, 2>(a, r, span, w, zp, scales, y, part),
-                        (3, _) => tile::<3, 1>(a, r, span, w, zp, scales, y, part),
-                        (2, 2) => tile::<2, 2>(a, r, span, w, zp, scales, y, part),
-                        (2, _) => tile::<2, 1>(a, r, span, w, zp, scales, y, part),
-                        (_, 2) => tile::<1, 2>(a, r, span, w, zp, scales, y, part),
-                        _ => tile::<1, 1>(a, r, span, w, zp, scales, y, part),
+                        (4, 2) => tile::<4, 2>(a, r, span, w, zp, e, y, part),
+                        (4, _) => tile::<4, 1>(a, r, span, w, zp, e, y, part),
+                        (3, 2) => tile::<3, 2>(a, r, span, w, zp, e, y, part),
+                        (3, _) => tile::<3, 1>(a, r, span, w, zp, e, y, part),
+                        (2, 2) => tile::<2, 2>(a, r, span, w, zp, e, y, part),
+                        (2, _) => tile::<2, 1>(a, r, span, w, zp, e, y, part),
+                        (_, 2) => tile::<1, 2>(a, r, span, w, zp, e, y, part),
+                        _ => tile::<1, 1>(a, r, span, w, zp, e, y, part),
                     }
                     r += rows;
                 }
@@ -400,7 +411,7 @@ mod avx2 {
         span: Span,
         w: &PackedInt8Weights,
         zp: u8,
-        scales: &[f32],
+        e: Epilogue,
         y: &mut [f32],
         partial: &mut [__m256i],
     ) {
@@ -457,10 +468,14 @@ mod avx2 {
             sums[..live].copy_from_slice(&w.col_sums[col..col + live]);
             let correction =
                 _mm256_mullo_epi32(zp, _mm256_loadu_si256(sums.as_ptr() as *const __m256i));
-            let scale = _mm256_loadu_ps(scales.as_ptr().add(col));
+            let scale = _mm256_loadu_ps(e.scales.as_ptr().add(col));
+            let bias = e.bias.map(|b| _mm256_loadu_ps(b.as_ptr().add(col)));
             for (i, acc_row) in acc.iter().enumerate() {
                 let exact = _mm256_sub_epi32(acc_row[j], correction);
-                let v = _mm256_mul_ps(_mm256_cvtepi32_ps(exact), scale);
+                let mut v = _mm256_mul_ps(_mm256_cvtepi32_ps(exact), scale);
+                if let Some(bias) = bias {
+                    v = _mm256_add_ps(v, bias);
+                }
                 let out = y.as_mut_ptr().add((r + i) * n + col);
                 if live == COLS {
                     _mm256_storeu_ps(out, v);
@@ -507,6 +522,18 @@ mod tests {
     /// The ONNX graph's arithmetic, written out: exact i32 sums of `(q - zp) × code`, cast,
     /// times `x_scale × w_scale`.
     fn reference(x: &[f32], codes: &[i8], scales: &[f32], k: usize, n: usize) -> Vec<f32> {
+        reference_with(x, codes, scales, &[], k, n)
+    }
+
+    /// [`reference`], then `+ bias` (the graph's `Add`) when `bias` is not empty.
+    fn reference_with(
+        x: &[f32],
+        codes: &[i8],
+        scales: &[f32],
+        bias: &[f32],
+        k: usize,
+        n: usize,
+    ) -> Vec<f32> {
         let (xs, zp) = dynamic_scale_and_zero_point(x);
         let q: Vec<i32> = x
             .iter()
@@ -525,6 +552,9 @@ mod tests {
                     scales[c]
                 };
                 y[r * n + c] = s as f32 * (xs * ws);
+                if !bias.is_empty() {
+                    y[r * n + c] += bias[c];
+                }
             }
         }
         y
@@ -538,12 +568,25 @@ mod tests {
         n: usize,
         kernel: Kernel,
     ) -> Vec<f32> {
+        run_with(x, codes, scales, &[], k, n, kernel)
+    }
+
+    fn run_with(
+        x: &[f32],
+        codes: &[i8],
+        scales: &[f32],
+        bias: &[f32],
+        k: usize,
+        n: usize,
+        kernel: Kernel,
+    ) -> Vec<f32> {
         let w = PackedInt8Weights::pack(codes, k, n).expect("consistent sizes");
         let mut y = vec![f32::NAN; x.len() / k * n];
         assert!(linear(
             x,
             &w,
             scales,
+            bias,
             &mut y,
             kernel,
             &mut Scratch::default()
@@ -608,6 +651,27 @@ mod tests {
     }
 
     #[test]
+    fn a_bias_is_added_after_the_rescale_bit_for_bit() {
+        let mut kernels = vec![Kernel::Portable];
+        if avx2_available() {
+            kernels.push(Kernel::Avx2);
+        }
+        for kernel in kernels {
+            for (m, k, n) in [(1, 4, 8), (5, 33, 41), (16, 64, 96)] {
+                let (x, codes, scales) = case(m, k, n, 64, (m * 7 + k * 3 + n) as u64);
+                let bias: Vec<f32> = (0..n).map(|c| 0.37 * c as f32 - 2.0).collect();
+                let want = reference_with(&x, &codes, &scales, &bias, k, n);
+                assert_eq!(
+                    run_with(&x, &codes, &scales, &bias, k, n, kernel),
+                    want,
+                    "{kernel:?} {m}×{k}×{n}"
+                );
+                assert_ne!(want, reference(&x, &codes, &scales, k, n));
+            }
+        }
+    }
+
+    #[test]
     fn codes_past_seven_bits_are_not_given_to_the_avx2_kernel() {
         let (x, codes, scales) = case(2, 8, 8, 127, 7);
         let w = PackedInt8Weights::pack(&codes, 8, 8).expect("consistent sizes");
@@ -618,6 +682,7 @@ mod tests {
             &x,
             &w,
             &scales,
+            &[],
             &mut y,
             Kernel::Avx2,
             &mut Scratch::default()
@@ -633,6 +698,7 @@ mod tests {
             &[1.0; 3],
             &w,
             &[1.0],
+            &[],
             &mut [0.0; 2],
             Kernel::Portable,
             &mut s
@@ -641,6 +707,7 @@ mod tests {
             &[1.0; 2],
             &w,
             &[1.0],
+            &[],
             &mut [0.0; 3],
             Kernel::Portable,
             &mut s
@@ -649,6 +716,16 @@ mod tests {
             &[1.0; 2],
             &w,
             &[1.0; 3],
+            &[],
+            &mut [0.0; 2],
+            Kernel::Portable,
+            &mut s
+        ));
+        assert!(!linear(
+            &[1.0; 2],
+            &w,
+            &[1.0],
+            &[0.5; 3],
             &mut [0.0; 2],
             Kernel::Portable,
             &mut s
@@ -663,6 +740,7 @@ mod tests {
             &[0.0, 0.0],
             &w,
             &[0.5],
+            &[],
             &mut y,
             Kernel::Portable,
             &mut Scratch::default()

@@ -1,15 +1,22 @@
-//! The int8 path choice: run the int8 graph on tract's integer kernels where the CPU has int8
-//! dot-product instructions, or dequantize the Linear weights to fp32 at load time elsewhere.
+//! The int8 path choice. An int8 bundle's Linear layers are `DynamicQuantizeLinear →
+//! MatMulInteger → Cast → Mul` blocks (the form `edgebert-models` emits); a session runs them in
+//! one of three ways:
 //!
-//! tract's int8 GEMM beats its fp32 GEMM only with dot-product instructions (x86 AVX-512 VNNI,
-//! ARM `dotprod`); on a plain AVX2 x86 it is far slower than fp32 (MiniLM at 16 tokens: ≈ 30×,
-//! nearly all of it in tract's `avx2_mmm_i32_8x8` kernel). There the bundle stays
-//! 4× smaller on disk, and at load every `DynamicQuantizeLinear → MatMulInteger → Cast → Mul`
-//! block (the form `edgebert-models` emits for a Linear) becomes one fp32 `MatMul` whose weight
-//! is `Cast(codes) × scale`. The rewrite works on the ONNX protobuf before tract parses it and
-//! moves no weight data: the int8 codes stay the initializer, and right after tract has parsed
-//! the graph [`fold_dequantized_weights`] replaces each `Cast × scale` by its fp32 constant,
-//! computed in one pass. A block that does not match exactly is left as it is.
+//! - **native**: tract's integer kernels, as written. They beat tract's fp32 GEMM only with
+//!   int8 dot-product instructions (x86 AVX-512 VNNI, ARM `dotprod`); on a plain AVX2 x86 they
+//!   are far slower (MiniLM at 16 tokens: ≈ 30×, nearly all of it in `avx2_mmm_i32_8x8`).
+//! - **kernel**: each block (and the bias `Add` after it) becomes one `EdgebertInt8Linear` node
+//!   ([`super::int8_linear`]) over edgebert's own AVX2 `u8 × i8` kernel ([`super::int8_gemm`]),
+//!   with results bit-identical to the native path. `auto` takes it on AVX2 CPUs without int8
+//!   dot products when the model records 7-bit codes, the only ones the AVX2 kernel runs
+//!   exactly.
+//! - **dequantize**: each block becomes one fp32 `MatMul` whose weight is `Cast(codes) × scale`;
+//!   right after tract has parsed the graph [`fold_dequantized_weights`] replaces each
+//!   `Cast × scale` by its fp32 constant, computed in one pass. `auto` falls back to it on
+//!   other CPUs; the bundle stays 4× smaller on disk.
+//!
+//! Both rewrites work on the ONNX protobuf before tract parses it and move no weight data (the
+//! int8 codes stay the initializer). A block that does not match exactly is left as it is.
 use std::collections::{HashMap, HashSet};
 
 use tract_onnx::pb::attribute_proto::AttributeType;
@@ -131,7 +138,7 @@ pub fn apply(model: &mut ModelProto, mode: Int8Mode) -> Int8Path {
 enum Rewrite {
     /// `MatMul(x, Cast(codes) × scales)`, folded to an fp32 weight after parsing.
     Dequantize,
-    /// One `EdgebertInt8Linear(x, codes, scales)` node.
+    /// One `EdgebertInt8Linear(x, codes, scales[, bias])` node (a following bias `Add` folded in).
     Kernel,
 }
 
@@ -281,6 +288,9 @@ struct Block {
     input: String,
     codes: String,
     scales: String,
+    /// The `Add` of a constant `[n]` f32 bias reading only this block's result, if any (node
+    /// index, bias name): the kernel path folds it into the fused node.
+    bias: Option<(usize, String)>,
 }
 
 /// Rewrites every matching Linear block as `rewrite` says; returns how many were rewritten.
@@ -385,6 +395,26 @@ fn rewrite_linears(g: &mut GraphProto, rewrite: Rewrite) -> usize {
         if scales.len() != 1 && !per_column {
             continue;
         }
+        let out = &rescale.output[0];
+        let bias = only_consumer(out)
+            .filter(|_| !graph_outputs.contains(out))
+            .and_then(|a| {
+                let add = &g.node[a];
+                if add.op_type != "Add" || add.input.len() != 2 || add.output.len() != 1 {
+                    return None;
+                }
+                let other = if add.input[0] == *out {
+                    &add.input[1]
+                } else {
+                    &add.input[0]
+                };
+                let t = inits.get(other.as_str())?;
+                let n = i64::try_from(cols).ok()?;
+                let fits = t.data_type == DataType::Float as i32
+                    && t.dims == [n]
+                    && f32_values(t).is_some_and(|v| v.len() == cols);
+                fits.then(|| (a, other.clone()))
+            });
         blocks.push(Block {
             matmul_integer: i,
             cast: c,
@@ -392,6 +422,7 @@ fn rewrite_linears(g: &mut GraphProto, rewrite: Rewrite) -> usize {
             input: dql.input[0].clone(),
             codes: b.clone(),
             scales: ws_name.clone(),
+            bias,
         });
     }
     if blocks.is_empty() {
@@ -407,8 +438,15 @@ fn rewrite_linears(g: &mut GraphProto, rewrite: Rewrite) -> usize {
         remove.insert(b.matmul_integer);
         remove.insert(b.cast);
         if rewrite == Rewrite::Kernel {
+            let mut input = vec![b.input, b.codes, b.scales];
+            let mut out = out;
+            if let Some((add, bias)) = b.bias {
+                input.push(bias);
+                out = g.node[add].output[0].clone();
+                remove.insert(add);
+            }
             g.node[b.rescale] = NodeProto {
-                input: vec![b.input, b.codes, b.scales],
+                input,
                 output: vec![out],
                 name: format!("{name}/int8_linear"),
                 op_type: super::int8_linear::OP_TYPE.into(),

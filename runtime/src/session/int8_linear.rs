@@ -41,8 +41,9 @@ fn parse_node(
     Ok((expand(Int8LinearNode { packed: None }), vec![]))
 }
 
-/// The parsed node: `y[.., n] = Linear(x[.., k], codes[k, n] int8, scales[1 or n] f32)`, or,
-/// once [`pack_weights`] has run, `Linear(x)` with the packed weights inside.
+/// The parsed node: `y[.., n] = Linear(x[.., k], codes[k, n] int8, scales[1 or n] f32
+/// [, bias[n] f32])`, or, once [`pack_weights`] has run, `Linear(x)` with the packed weights
+/// inside.
 #[derive(Debug, Clone)]
 struct Int8LinearNode {
     packed: Option<Arc<Int8LinearWeights>>,
@@ -55,13 +56,14 @@ pub fn pack_weights(model: &mut InferenceModel) -> TractResult<usize> {
     let targets: Vec<usize> = model
         .nodes()
         .iter()
-        .filter(|n| n.op.name() == OP_TYPE && n.inputs.len() == 3)
+        .filter(|n| n.op.name() == OP_TYPE && (3..=4).contains(&n.inputs.len()))
         .map(|n| n.id)
         .collect();
     let mut packed = 0;
     for id in targets {
         let node = model.node(id);
         let (x, codes_at, scales_at) = (node.inputs[0], node.inputs[1], node.inputs[2]);
+        let bias_at = node.inputs.get(3).copied();
         let name = node.name.clone();
         let (Some(codes), Some(scales)) = (
             model.outlet_fact(codes_at)?.value.concretize(),
@@ -69,7 +71,14 @@ pub fn pack_weights(model: &mut InferenceModel) -> TractResult<usize> {
         ) else {
             continue;
         };
-        let op = Int8Linear::new(&codes, &scales).with_context(|| name.clone())?;
+        let bias = match bias_at {
+            Some(at) => match model.outlet_fact(at)?.value.concretize() {
+                Some(b) => Some(b),
+                None => continue,
+            },
+            None => None,
+        };
+        let op = Int8Linear::new(&codes, &scales, bias.as_deref()).with_context(|| name.clone())?;
         drop(codes);
         let mut patch = InferenceModelPatch::default();
         let tap = patch.tap_model(model, x)?;
@@ -128,12 +137,17 @@ impl Expansion for Int8LinearNode {
                 Ok(())
             });
         }
-        if inputs.len() != 3 || outputs.len() != 1 {
+        if !(3..=4).contains(&inputs.len()) || outputs.len() != 1 {
             bail!(
-                "{OP_TYPE} takes 3 inputs and gives 1 output, got {} and {}",
+                "{OP_TYPE} takes 3 or 4 inputs and gives 1 output, got {} and {}",
                 inputs.len(),
                 outputs.len()
             );
+        }
+        if let Some(bias) = inputs.get(3) {
+            s.equals(&bias.datum_type, f32::datum_type())?;
+            s.equals(&bias.rank, 1)?;
+            s.equals(&bias.shape[0], &inputs[1].shape[1])?;
         }
         s.equals(&inputs[0].datum_type, f32::datum_type())?;
         s.equals(&inputs[1].datum_type, i8::datum_type())?;
@@ -175,7 +189,18 @@ impl Expansion for Int8LinearNode {
             .konst
             .clone()
             .with_context(|| format!("{prefix}: the weight scales must be a constant"))?;
-        let op = Int8Linear::new(&codes, &scales).with_context(|| prefix.to_string())?;
+        let bias = match inputs.get(3) {
+            Some(&b) => Some(
+                model
+                    .outlet_fact(b)?
+                    .konst
+                    .clone()
+                    .with_context(|| format!("{prefix}: the bias must be a constant"))?,
+            ),
+            None => None,
+        };
+        let op = Int8Linear::new(&codes, &scales, bias.as_deref())
+            .with_context(|| prefix.to_string())?;
         model.wire_node(prefix, op, &inputs[..1])
     }
 }
@@ -185,20 +210,21 @@ impl Expansion for Int8LinearNode {
 pub struct Int8LinearWeights {
     packed: PackedInt8Weights,
     scales: Vec<f32>,
+    /// Empty when the layer has no bias.
+    bias: Vec<f32>,
     kernel: Kernel,
 }
 
 impl PartialEq for Int8LinearWeights {
     /// Same codes, same kernel, bit-identical scales.
     fn eq(&self, other: &Self) -> bool {
+        let same = |a: &[f32], b: &[f32]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+        };
         self.kernel == other.kernel
             && self.packed == other.packed
-            && self.scales.len() == other.scales.len()
-            && self
-                .scales
-                .iter()
-                .zip(&other.scales)
-                .all(|(a, b)| a.to_bits() == b.to_bits())
+            && same(&self.scales, &other.scales)
+            && same(&self.bias, &other.bias)
     }
 }
 
@@ -220,8 +246,9 @@ impl PartialEq for Int8Linear {
 impl Eq for Int8Linear {}
 
 impl Int8Linear {
-    /// Packs `codes` (`[k, n]` int8) with `scales` (one, or one per column).
-    pub fn new(codes: &Tensor, scales: &Tensor) -> TractResult<Int8Linear> {
+    /// Packs `codes` (`[k, n]` int8) with `scales` (one, or one per column) and an optional
+    /// `bias` (`[n]` f32, added after the rescale).
+    pub fn new(codes: &Tensor, scales: &Tensor, bias: Option<&Tensor>) -> TractResult<Int8Linear> {
         let &[k, n] = codes.shape() else {
             bail!("int8 weight of shape {:?}, expected [k, n]", codes.shape());
         };
@@ -240,11 +267,24 @@ impl Int8Linear {
         let packed = PackedInt8Weights::pack(codes.as_slice::<i8>()?, k, n)
             .context("int8 weight size disagrees with its shape")?;
         let scales = scales.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
+        let bias = match bias {
+            Some(b) => {
+                ensure!(
+                    b.datum_type() == f32::datum_type() && b.shape() == [n],
+                    "bias of shape {:?} and type {:?}, expected [{n}] f32",
+                    b.shape(),
+                    b.datum_type()
+                );
+                b.try_as_plain_ram()?.as_slice::<f32>()?.to_vec()
+            }
+            None => Vec::new(),
+        };
         let kernel = Kernel::best_for(&packed);
         Ok(Int8Linear {
             weights: Arc::new(Int8LinearWeights {
                 packed,
                 scales,
+                bias,
                 kernel,
             }),
         })
@@ -274,10 +314,11 @@ impl Op for Int8Linear {
     fn info(&self) -> TractResult<Vec<String>> {
         let w = &self.weights;
         Ok(vec![format!(
-            "{}×{} int8, {} scale(s), {:?} kernel",
+            "{}×{} int8, {} scale(s), {}, {:?} kernel",
             w.packed.k(),
             w.packed.n(),
             w.scales.len(),
+            if w.bias.is_empty() { "no bias" } else { "bias" },
             w.kernel
         )])
     }
@@ -305,14 +346,24 @@ impl EvalOp for Int8Linear {
         if let Some(last) = out_shape.last_mut() {
             *last = n;
         }
-        let mut y = Tensor::zero::<f32>(&out_shape)?;
+        // SAFETY: `linear` writes every value of `y` or returns false, and then `y` is dropped
+        // unread.
+        let mut y = unsafe { Tensor::uninitialized::<f32>(&out_shape)? };
         {
             let x = x.try_as_plain_ram()?;
             let x = x.as_slice::<f32>()?;
             let mut view = y.try_as_plain_ram_mut()?;
             let out = view.as_slice_mut::<f32>()?;
             let done = SCRATCH.with(|s| {
-                int8_gemm::linear(x, &w.packed, &w.scales, out, w.kernel, &mut s.borrow_mut())
+                int8_gemm::linear(
+                    x,
+                    &w.packed,
+                    &w.scales,
+                    &w.bias,
+                    out,
+                    w.kernel,
+                    &mut s.borrow_mut(),
+                )
             });
             ensure!(done, "int8 Linear: inconsistent sizes");
         }
