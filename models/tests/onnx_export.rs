@@ -205,6 +205,38 @@ fn fp32_tract_matches_candle_reference_batch_1_and_3_with_padding() {
     }
 }
 
+/// The runtime's fused LayerNorm: every `LayerNormalization` becomes one node (with the residual
+/// `Add` before it folded in where it is the sum's only reader), and the logits stay within the
+/// fp32 tolerance of the candle reference, batched and padded.
+#[test]
+fn fp32_fused_layer_norm_matches_candle_reference() {
+    use edgebert_runtime::session::fused::{fuse_layer_norms, LAYER_NORM};
+    for (tag, cfg) in families() {
+        let w = random_weights(&cfg, 3, 13);
+        let bytes = export_classifier(&cfg, &w, &ExportOptions::default()).unwrap();
+        let mut proto = ModelProto::decode(&bytes[..]).unwrap();
+        // embeddings, then two per layer (after attention and after the FFN)
+        let norms = 1 + 2 * cfg.num_layers;
+        assert_eq!(fuse_layer_norms(&mut proto), norms, "{tag}");
+        let g = proto.graph.as_ref().unwrap();
+        let fused: Vec<_> = g.node.iter().filter(|n| n.op_type == LAYER_NORM).collect();
+        assert_eq!(fused.len(), norms);
+        assert!(g.node.iter().all(|n| n.op_type != "LayerNormalization"));
+        // every residual sum of the encoder layers is folded in (and DistilBERT's sum of word
+        // and position embeddings; BERT adds a constant token-type row last, which stays)
+        let residuals = fused.iter().filter(|n| n.input.len() == 4).count();
+        let embeddings = usize::from(cfg.architecture == Architecture::DistilBert);
+        assert_eq!(residuals, 2 * cfg.num_layers + embeddings, "{tag}");
+        let fused_bytes = proto.encode_to_vec();
+        for case in standard_cases(cfg.vocab_size) {
+            let want = reference_logits(&cfg, &w, &case).unwrap();
+            let got = tract_logits(&fused_bytes, &case).unwrap();
+            let d = max_abs_diff(&got, &want);
+            assert!(d <= TOL, "{tag}: fused LayerNorm max |Δ| {d}");
+        }
+    }
+}
+
 #[test]
 fn fp32_padding_does_not_change_real_rows() {
     // the same sentence padded to a longer length gives the same logits

@@ -69,6 +69,40 @@ fn logits_match_reference_for_every_case() {
     }
 }
 
+/// The fused LayerNorm (the default) and tract's own expansion of it both match the reference,
+/// and each other to f32 rounding, in every bucket.
+#[test]
+fn fused_layer_norm_and_tracts_expansion_agree() {
+    let (_, _, cases) = common::reference();
+    let open = |fuse_layer_norm| {
+        Session::open_with(
+            common::tiny_bert(),
+            SessionOptions {
+                fuse_layer_norm,
+                ..Default::default()
+            },
+        )
+        .expect("open fixture")
+    };
+    let (mut fused, mut tract) = (open(true), open(false));
+    let mut differ = 0;
+    for c in &cases {
+        let a = fused.classify(&c.text).expect("fused");
+        let b = tract.classify(&c.text).expect("tract");
+        assert_close(&a.logits, &c.logits, &c.text);
+        assert_close(&b.logits, &c.logits, &c.text);
+        for (x, y) in a.logits.iter().zip(&b.logits) {
+            assert!((x - y).abs() <= 1e-5, "{:?}: {x} vs {y}", c.text);
+        }
+        differ += usize::from(a.logits != b.logits);
+    }
+    // the two really are different code paths
+    assert!(
+        differ > 0,
+        "fused and unfused gave identical bits on every case"
+    );
+}
+
 #[test]
 fn shared_symbolic_graph_equals_typing_per_bucket() {
     let (_, _, cases) = common::reference();

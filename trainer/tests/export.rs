@@ -125,9 +125,18 @@ fn int8_export_writes_the_contract_and_verifies_with_the_runtime() {
         assert!(session.buckets().iter().filter(|b| b.1).count() >= 3);
         logits.push(per_text);
     }
-    assert_eq!(logits[2], logits[0], "kernel (file) vs tract's MatMulInteger");
-    assert_eq!(logits[3], logits[0], "kernel (in memory) vs tract's MatMulInteger");
-    assert_ne!(logits[1], logits[0], "the dequantized path has no activation quantization");
+    assert_eq!(
+        logits[2], logits[0],
+        "kernel (file) vs tract's MatMulInteger"
+    );
+    assert_eq!(
+        logits[3], logits[0],
+        "kernel (in memory) vs tract's MatMulInteger"
+    );
+    assert_ne!(
+        logits[1], logits[0],
+        "the dequantized path has no activation quantization"
+    );
 }
 
 #[test]

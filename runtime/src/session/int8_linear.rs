@@ -24,13 +24,16 @@ use super::int8_gemm::{self, Kernel, PackedInt8Weights, Scratch};
 
 /// `op_type` of the fused node in a rewritten ONNX graph.
 pub const OP_TYPE: &str = "EdgebertInt8Linear";
-/// Domain of the fused node (never written to a file: the rewrite happens at load).
+/// Domain of the runtime's fused nodes (never written to a file: the rewrites happen at load).
 pub const DOMAIN: &str = "ai.edgebert";
 
-/// tract's ONNX parser, knowing the fused int8 Linear node.
+/// tract's ONNX parser, knowing the runtime's fused nodes (this int8 Linear and
+/// [`super::fused`]'s LayerNorm).
 pub fn onnx() -> tract_onnx::Onnx {
     let mut onnx = tract_onnx::onnx();
     onnx.op_register.insert(OP_TYPE, parse_node);
+    onnx.op_register
+        .insert(super::fused::LAYER_NORM, super::fused::parse_layer_norm);
     onnx
 }
 

@@ -16,8 +16,9 @@
 //! skeleton again when a second plan is needed (MiniLM fp32 bundle, one text: peak RSS 193 →
 //! 134 MiB).
 pub mod int8;
-/// edgebert's int8 Linear kernel (the `edgebert-int8-gemm` crate).
-pub use edgebert_int8_gemm as int8_gemm;
+/// edgebert's int8 Linear kernel (`edgebert-kernels`).
+pub use edgebert_kernels::int8_gemm;
+pub mod fused;
 pub mod int8_linear;
 pub mod passes;
 pub mod shared_weights;
@@ -63,6 +64,9 @@ pub struct SessionOptions {
     /// this many bytes from the file when a plan needs it, instead of keeping it in memory
     /// ([`weights`]); `usize::MAX` keeps the whole model in memory as an in-memory bundle does.
     pub file_weights_min_bytes: usize,
+    /// Run each `LayerNormalization` (with the residual `Add` before it) as one fused op
+    /// ([`fused`]); `false` leaves them to tract.
+    pub fuse_layer_norm: bool,
 }
 
 impl Default for SessionOptions {
@@ -74,6 +78,7 @@ impl Default for SessionOptions {
             int8: Int8Mode::default(),
             shared_graph: true,
             file_weights_min_bytes: weights::MIN_EXTERNAL_BYTES,
+            fuse_layer_norm: true,
         }
     }
 }
@@ -284,6 +289,9 @@ impl Session {
         options: SessionOptions,
     ) -> Result<Session> {
         let tokenizer = header.tokenizer()?;
+        if options.fuse_layer_norm {
+            fused::fuse_layer_norms(&mut proto);
+        }
         let int8_path = int8::apply(&mut proto, options.int8);
         let reload = external.map(|(tensors, file)| {
             let skeleton = weights::Skeleton {

@@ -1,0 +1,157 @@
+//! LayerNorm over the last axis, of one input or of a residual sum, in one pass per row.
+//!
+//! ONNX `LayerNormalization` (axis -1): `y = (s - mean(s)) / sqrt(var(s) + eps) × gamma + beta`
+//! with `s = x`, or `s = x + r` when a residual `Add` was folded in (the sum rounded to f32 as
+//! `Add` would). tract runs it as about ten separate ops (two reductions, broadcast subtract,
+//! square, reciprocal square root, three broadcast multiplies/adds), each a pass over the
+//! activations with its own output tensor; this is one pass to sum, one for the variance and
+//! one to write. Mean and variance are accumulated in f64, so the statistics are at least as
+//! exact as the f32 graph's.
+
+/// Lanes of the partial sums (a multiple of the vector width, so the loops vectorise).
+const LANES: usize = 8;
+
+/// Normalises each row of `x` (`x.len()` a multiple of `gamma.len()`) into `y`; `residual`,
+/// when given, is added to `x` first. Returns `false`, with `y` untouched, when the sizes
+/// disagree (`x`, `y` and `residual` of different lengths, `beta.len() != gamma.len()`, an
+/// empty `gamma`, or `x.len()` not a multiple of it).
+pub fn layer_norm(
+    x: &[f32],
+    residual: Option<&[f32]>,
+    gamma: &[f32],
+    beta: &[f32],
+    epsilon: f32,
+    y: &mut [f32],
+) -> bool {
+    let h = gamma.len();
+    if h == 0
+        || beta.len() != h
+        || y.len() != x.len()
+        || !x.len().is_multiple_of(h)
+        || residual.is_some_and(|r| r.len() != x.len())
+    {
+        return false;
+    }
+    for (i, (row, out)) in x.chunks_exact(h).zip(y.chunks_exact_mut(h)).enumerate() {
+        match residual {
+            Some(r) => {
+                for ((o, &a), &b) in out.iter_mut().zip(row).zip(&r[row_range(h, i)]) {
+                    *o = a + b;
+                }
+            }
+            None => out.copy_from_slice(row),
+        }
+        normalize_in_place(out, gamma, beta, epsilon);
+    }
+    true
+}
+
+fn row_range(h: usize, row: usize) -> std::ops::Range<usize> {
+    row * h..(row + 1) * h
+}
+
+/// `s ← (s - mean) × inv_std × gamma + beta` for one row.
+fn normalize_in_place(s: &mut [f32], gamma: &[f32], beta: &[f32], epsilon: f32) {
+    let n = s.len() as f64;
+    let mean = lane_sum(s, f64::from) / n;
+    let var = lane_sum(s, |v| {
+        let d = f64::from(v) - mean;
+        d * d
+    }) / n;
+    let inv_std = (1.0 / (var + f64::from(epsilon)).sqrt()) as f32;
+    let mean = mean as f32;
+    for ((v, &g), &b) in s.iter_mut().zip(gamma).zip(beta) {
+        *v = (*v - mean) * inv_std * g + b;
+    }
+}
+
+/// `Σ f(v)` over `s` with [`LANES`] independent partial sums (vectorisable, and more exact
+/// than one running sum).
+fn lane_sum(s: &[f32], f: impl Fn(f32) -> f64) -> f64 {
+    let mut lanes = [0f64; LANES];
+    let mut chunks = s.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l += f(v);
+        }
+    }
+    lanes.iter().sum::<f64>() + chunks.remainder().iter().map(|&v| f(v)).sum::<f64>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ONNX definition evaluated in f64, rounded to f32 at the end.
+    fn reference(s: &[f32], gamma: &[f32], beta: &[f32], eps: f32) -> Vec<f32> {
+        let h = gamma.len();
+        let mut out = Vec::new();
+        for row in s.chunks_exact(h) {
+            let mean = row.iter().map(|&v| f64::from(v)).sum::<f64>() / h as f64;
+            let var = row
+                .iter()
+                .map(|&v| (f64::from(v) - mean).powi(2))
+                .sum::<f64>()
+                / h as f64;
+            let inv = 1.0 / (var + f64::from(eps)).sqrt();
+            for ((&v, &g), &b) in row.iter().zip(gamma).zip(beta) {
+                out.push(((f64::from(v) - mean) * inv * f64::from(g) + f64::from(b)) as f32);
+            }
+        }
+        out
+    }
+
+    fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                let k = (i as u32).wrapping_mul(2654435761).wrapping_add(seed);
+                ((k >> 8) % 20001) as f32 / 10000.0 * scale - scale
+            })
+            .collect()
+    }
+
+    #[test]
+    fn matches_the_onnx_definition_within_f32_rounding() {
+        for (rows, h) in [(1, 1), (3, 7), (5, 384), (2, 769)] {
+            let x = values(rows * h, 1, 3.0);
+            let r = values(rows * h, 2, 1.0);
+            let gamma = values(h, 3, 1.5);
+            let beta = values(h, 4, 0.5);
+            for residual in [None, Some(&r[..])] {
+                let s: Vec<f32> = match residual {
+                    Some(r) => x.iter().zip(r).map(|(a, b)| a + b).collect(),
+                    None => x.clone(),
+                };
+                let want = reference(&s, &gamma, &beta, 1e-12);
+                let mut y = vec![f32::NAN; x.len()];
+                assert!(layer_norm(&x, residual, &gamma, &beta, 1e-12, &mut y));
+                let worst = y
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+                    .fold(0f32, f32::max);
+                assert!(worst < 2e-6, "{rows}×{h} {}: {worst}", residual.is_some());
+            }
+        }
+    }
+
+    #[test]
+    fn a_constant_row_gives_beta_and_epsilon_keeps_it_finite() {
+        let gamma = [2.0, 3.0];
+        let beta = [0.25, -0.5];
+        let mut y = [f32::NAN; 2];
+        assert!(layer_norm(&[4.0, 4.0], None, &gamma, &beta, 1e-5, &mut y));
+        assert_eq!(y, beta);
+    }
+
+    #[test]
+    fn mismatched_sizes_are_refused() {
+        let g = [1.0; 2];
+        let mut y = [0.0; 4];
+        assert!(!layer_norm(&[1.0; 3], None, &g, &g, 0.0, &mut y[..3]));
+        assert!(!layer_norm(&[1.0; 4], None, &g, &g, 0.0, &mut y[..2]));
+        assert!(!layer_norm(&[1.0; 4], None, &g, &[1.0; 3], 0.0, &mut y));
+        assert!(!layer_norm(&[1.0; 4], Some(&[1.0; 2]), &g, &g, 0.0, &mut y));
+        assert!(!layer_norm(&[], None, &[], &[], 0.0, &mut []));
+    }
+}
