@@ -239,9 +239,7 @@ pub struct FusedLayerNorm {
 
 impl PartialEq for FusedLayerNorm {
     fn eq(&self, other: &Self) -> bool {
-        let same = |a: &[f32], b: &[f32]| {
-            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
-        };
+        let same = super::same_bits;
         self.epsilon.to_bits() == other.epsilon.to_bits()
             && self.residual == other.residual
             && same(&self.gamma, &other.gamma)

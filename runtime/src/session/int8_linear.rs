@@ -221,9 +221,7 @@ pub struct Int8LinearWeights {
 impl PartialEq for Int8LinearWeights {
     /// Same codes, same kernel, bit-identical scales.
     fn eq(&self, other: &Self) -> bool {
-        let same = |a: &[f32], b: &[f32]| {
-            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
-        };
+        let same = super::same_bits;
         self.kernel == other.kernel
             && self.packed == other.packed
             && same(&self.scales, &other.scales)

@@ -192,6 +192,12 @@ fn concrete(
     Ok(typed)
 }
 
+/// Whether two f32 slices hold the same bits (NaN equal to itself): how the fused ops compare
+/// their constants.
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
 /// Bucket lengths for `max_len`: 8, 16, 32, ... below `max_len`, then `max_len`.
 pub fn bucket_lengths(max_len: usize) -> Vec<usize> {
     let mut v = Vec::new();
