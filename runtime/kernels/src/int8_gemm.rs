@@ -169,6 +169,8 @@ pub struct Scratch {
     quantized: Vec<u8>,
     scales: Vec<f32>,
     bias: Vec<f32>,
+    /// The AVX2 kernel's partial sums between depth chunks: 16 per row (two column blocks).
+    partial: Vec<i32>,
 }
 
 /// What follows the integer sums: `sum × scales[c]`, then `+ bias[c]` when there is a bias
@@ -240,7 +242,18 @@ pub fn linear(
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 => {
             // SAFETY: AVX2 is available (checked above) and the sizes are consistent.
-            unsafe { avx2::gemm(&scratch.quantized, m, weights, zero_point, epilogue, y) }
+            unsafe {
+                scratch.partial.resize(m * 2 * COLS, 0);
+                avx2::gemm(
+                    &scratch.quantized,
+                    m,
+                    weights,
+                    zero_point,
+                    epilogue,
+                    y,
+                    &mut scratch.partial,
+                )
+            }
         }
         _ => portable(&scratch.quantized, m, weights, zero_point, epilogue, y),
     }
@@ -336,8 +349,11 @@ mod avx2 {
     /// `y[m, n]` from the quantized rows `a` (`m × groups·DEPTH` bytes).
     ///
     /// # Safety
-    /// The CPU has AVX2; `a.len() ≥ m × groups·DEPTH`, `the epilogue's slices hold `blocks·COLS` values,
-    /// `y.len() == m × n`.
+    /// The CPU has AVX2; `a.len() ≥ m × groups·DEPTH`, the epilogue's slices hold
+    /// `blocks·COLS` values, `y.len() == m × n`, `partial.len() ≥ m × 2·COLS` (the partial sums
+    /// of one column pair when the depth is split into chunks; reused, so a call allocates
+    /// nothing).
+    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2")]
     pub unsafe fn gemm(
         a: &[u8],
@@ -346,10 +362,9 @@ mod avx2 {
         zp: u8,
         e: Epilogue,
         y: &mut [f32],
+        partial: &mut [i32],
     ) {
         let blocks = w.n.div_ceil(COLS);
-        // Partial sums of one column pair when the depth is split into chunks.
-        let mut partial = vec![_mm256_setzero_si256(); m * 2];
         let mut b = 0;
         while b < blocks {
             let width = if b + 1 < blocks { 2 } else { 1 };
@@ -366,7 +381,7 @@ mod avx2 {
                 let mut r = 0;
                 while r < m {
                     let rows = (m - r).min(ROWS);
-                    let part = &mut partial[r * 2..];
+                    let part = &mut partial[r * 2 * COLS..];
                     match (rows, width) {
                         (4, 2) => tile::<4, 2>(a, r, span, w, zp, e, y, part),
                         (4, _) => tile::<4, 1>(a, r, span, w, zp, e, y, part),
@@ -413,7 +428,7 @@ mod avx2 {
         zp: u8,
         e: Epilogue,
         y: &mut [f32],
-        partial: &mut [__m256i],
+        partial: &mut [i32],
     ) {
         let Span {
             b,
@@ -429,7 +444,9 @@ mod avx2 {
         if !first {
             for (i, acc_row) in acc.iter_mut().enumerate() {
                 for (j, v) in acc_row.iter_mut().enumerate() {
-                    *v = partial[i * 2 + j];
+                    *v = _mm256_loadu_si256(
+                        partial.as_ptr().add((i * 2 + j) * COLS) as *const __m256i
+                    );
                 }
             }
         }
@@ -454,7 +471,10 @@ mod avx2 {
         if !last {
             for (i, acc_row) in acc.iter().enumerate() {
                 for (j, v) in acc_row.iter().enumerate() {
-                    partial[i * 2 + j] = *v;
+                    _mm256_storeu_si256(
+                        partial.as_mut_ptr().add((i * 2 + j) * COLS) as *mut __m256i,
+                        *v,
+                    );
                 }
             }
             return;
@@ -627,6 +647,8 @@ mod tests {
             (4, 13, 24),
             (9, 64, 41),
             (16, 384, 96),
+            // depth past one chunk (CHUNK_GROUPS × 4 = 512): partial sums carried between chunks
+            (5, 1100, 24),
         ] {
             let (x, codes, scales) = case(m, k, n, 64, (m * 1000 + k * 10 + n) as u64);
             let want = reference(&x, &codes, &scales, k, n);
