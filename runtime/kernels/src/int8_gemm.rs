@@ -170,6 +170,7 @@ pub struct Scratch {
     scales: Vec<f32>,
     bias: Vec<f32>,
     /// The AVX2 kernel's partial sums between depth chunks: 16 per row (two column blocks).
+    #[cfg(target_arch = "x86_64")]
     partial: Vec<i32>,
 }
 
