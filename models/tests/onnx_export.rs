@@ -237,6 +237,44 @@ fn fp32_fused_layer_norm_matches_candle_reference() {
     }
 }
 
+/// The runtime's fused attention: each layer's head split, `Q·Kᵀ`, mask, softmax, `·V` and
+/// head merge become one node, and the logits stay within the fp32 tolerance of the candle
+/// reference, batched and padded. A block that differs from the pattern (here a Softmax written
+/// with `axis = 3` instead of `-1`: the same math) is left to tract, next to fused ones.
+#[test]
+fn fp32_fused_attention_matches_candle_reference() {
+    use edgebert_runtime::session::fused::fuse_layer_norms;
+    use edgebert_runtime::session::fused_attention::{fuse_attention, ATTENTION};
+    for (tag, cfg) in families() {
+        let w = random_weights(&cfg, 3, 17);
+        let bytes = export_classifier(&cfg, &w, &ExportOptions::default()).unwrap();
+        for unmatched in [0, 1] {
+            let mut proto = ModelProto::decode(&bytes[..]).unwrap();
+            let g = proto.graph.as_mut().unwrap();
+            if unmatched == 1 {
+                let softmax = g.node.iter_mut().find(|n| n.op_type == "Softmax").unwrap();
+                softmax.attribute[0].i = 3;
+            }
+            let nodes = g.node.len();
+            assert_eq!(fuse_layer_norms(&mut proto), 1 + 2 * cfg.num_layers);
+            let fused = fuse_attention(&mut proto);
+            assert_eq!(fused, cfg.num_layers - unmatched, "{tag}");
+            let g = proto.graph.as_ref().unwrap();
+            let count = |op: &str| g.node.iter().filter(|n| n.op_type == op).count();
+            assert_eq!(count(ATTENTION), fused);
+            assert_eq!(count("Softmax"), unmatched, "{tag}");
+            assert!(g.node.len() < nodes);
+            let fused_bytes = proto.encode_to_vec();
+            for case in standard_cases(cfg.vocab_size) {
+                let want = reference_logits(&cfg, &w, &case).unwrap();
+                let got = tract_logits(&fused_bytes, &case).unwrap();
+                let d = max_abs_diff(&got, &want);
+                assert!(d <= TOL, "{tag}: fused attention max |Δ| {d}");
+            }
+        }
+    }
+}
+
 #[test]
 fn fp32_padding_does_not_change_real_rows() {
     // the same sentence padded to a longer length gives the same logits

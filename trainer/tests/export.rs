@@ -137,6 +137,28 @@ fn int8_export_writes_the_contract_and_verifies_with_the_runtime() {
         logits[1], logits[0],
         "the dequantized path has no activation quantization"
     );
+
+    // The fused attention (forced on: its portable kernel runs on CPUs without AVX2+FMA) and
+    // tract's own op sequence agree to f32 rounding on the fp32 bundle, in every bucket.
+    let fp32_logits = |fuse_attention| {
+        let mut session = Session::open_with(
+            out.join("model.fp32.edgebert"),
+            SessionOptions {
+                fuse_attention,
+                ..Default::default()
+            },
+        )
+        .expect("open fp32 bundle");
+        texts
+            .iter()
+            .map(|t| session.classify(t).expect("classify").logits)
+            .collect::<Vec<_>>()
+    };
+    let (fused, unfused) = (fp32_logits(true), fp32_logits(false));
+    assert_ne!(fused, unfused, "two code paths, identical bits?");
+    for (a, b) in fused.iter().flatten().zip(unfused.iter().flatten()) {
+        assert!((a - b).abs() <= 1e-5, "fused {a} vs tract {b}");
+    }
 }
 
 #[test]

@@ -27,13 +27,17 @@ pub const OP_TYPE: &str = "EdgebertInt8Linear";
 /// Domain of the runtime's fused nodes (never written to a file: the rewrites happen at load).
 pub const DOMAIN: &str = "ai.edgebert";
 
-/// tract's ONNX parser, knowing the runtime's fused nodes (this int8 Linear and
-/// [`super::fused`]'s LayerNorm).
+/// tract's ONNX parser, knowing the runtime's fused nodes (this int8 Linear,
+/// [`super::fused`]'s LayerNorm and [`super::fused_attention`]).
 pub fn onnx() -> tract_onnx::Onnx {
     let mut onnx = tract_onnx::onnx();
     onnx.op_register.insert(OP_TYPE, parse_node);
     onnx.op_register
         .insert(super::fused::LAYER_NORM, super::fused::parse_layer_norm);
+    onnx.op_register.insert(
+        super::fused_attention::ATTENTION,
+        super::fused_attention::parse_attention,
+    );
     onnx
 }
 

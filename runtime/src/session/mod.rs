@@ -19,6 +19,7 @@ pub mod int8;
 /// edgebert's int8 Linear kernel (`edgebert-kernels`).
 pub use edgebert_kernels::int8_gemm;
 pub mod fused;
+pub mod fused_attention;
 pub mod int8_linear;
 pub mod passes;
 pub mod shared_weights;
@@ -67,6 +68,10 @@ pub struct SessionOptions {
     /// Run each `LayerNormalization` (with the residual `Add` before it) as one fused op
     /// ([`fused`]); `false` leaves them to tract.
     pub fuse_layer_norm: bool,
+    /// Run each multi-head attention block (head split, `Q·Kᵀ`, mask, softmax, `·V`, head
+    /// merge) as one fused op ([`fused_attention`]). Default: on where its AVX2+FMA kernel runs
+    /// (x86-64), where it is faster than tract's op sequence; elsewhere tract's ops.
+    pub fuse_attention: bool,
 }
 
 impl Default for SessionOptions {
@@ -79,6 +84,7 @@ impl Default for SessionOptions {
             shared_graph: true,
             file_weights_min_bytes: weights::MIN_EXTERNAL_BYTES,
             fuse_layer_norm: true,
+            fuse_attention: edgebert_kernels::attention::fma_available(),
         }
     }
 }
@@ -297,6 +303,9 @@ impl Session {
         let tokenizer = header.tokenizer()?;
         if options.fuse_layer_norm {
             fused::fuse_layer_norms(&mut proto);
+        }
+        if options.fuse_attention {
+            fused_attention::fuse_attention(&mut proto);
         }
         let int8_path = int8::apply(&mut proto, options.int8);
         let reload = external.map(|(tensors, file)| {
