@@ -366,19 +366,31 @@ fn int8_pytorch_fixtures_close_to_reference_in_tract() {
 #[test]
 fn runtime_dequantize_fallback_rewrites_every_linear() {
     use edgebert_runtime::session::int8::{apply, Int8Mode, Int8Path};
+    use edgebert_runtime::session::masked_quantize::MASKED_QUANTIZE;
     for arch in [Architecture::DistilBert, Architecture::Bert] {
         let cfg = tiny_config(arch, "gelu");
         let w = random_weights(&cfg, 3, 43);
         let q = export_classifier(&cfg, &w, &int8(WeightScales::PerChannel)).unwrap();
         let f = export_classifier(&cfg, &w, &ExportOptions::default()).unwrap();
 
-        // fp32 models and Native mode are left untouched.
+        // fp32 models are left untouched; Native mode only swaps each quantizer for the one
+        // whose statistics skip padding rows.
         let mut fp = ModelProto::decode(&f[..]).unwrap();
         assert_eq!(apply(&mut fp, Int8Mode::Dequantize), Int8Path::NotInt8);
         assert_eq!(fp.encode_to_vec(), f);
         let mut native = ModelProto::decode(&q[..]).unwrap();
         assert_eq!(apply(&mut native, Int8Mode::Native), Int8Path::Native);
-        assert_eq!(native.encode_to_vec(), q);
+        let original = ModelProto::decode(&q[..]).unwrap();
+        let (a, b) = (native.graph.unwrap(), original.graph.unwrap());
+        assert_eq!(a.node.len(), b.node.len());
+        for (x, y) in a.node.iter().zip(&b.node) {
+            if y.op_type == "DynamicQuantizeLinear" {
+                assert_eq!(x.op_type, MASKED_QUANTIZE);
+                assert_eq!(x.input, [y.input[0].as_str(), "attention_mask"]);
+            } else {
+                assert_eq!(x, y);
+            }
+        }
 
         let mut proto = ModelProto::decode(&q[..]).unwrap();
         let linears = 6 * cfg.num_layers + 2;
@@ -423,14 +435,17 @@ fn runtime_dequantize_fallback_rewrites_every_linear() {
 }
 
 /// The runtime's own int8 kernel: every Linear block becomes one fused node, and the logits
-/// equal tract's integer path (MatMulInteger) bit for bit, batched and padded, per-channel and
-/// per-tensor, 7-bit codes (AVX2 kernel where available) and full-range ones (portable loop).
-/// `auto` takes it on an AVX2 CPU without int8 dot products only for 7-bit exports.
+/// equal tract's integer path (MatMulInteger) bit for bit, per-channel and per-tensor, 7-bit
+/// codes (AVX2 kernel where available) and full-range ones (portable loop): on unpadded inputs
+/// against the file as it is; on padded batches against the native path with the runtime's
+/// masked quantizers (activation statistics from real tokens only). A text padded with any
+/// number of padding tokens gives exactly the file's result on the text alone. `auto` takes the
+/// kernel on an AVX2 CPU without int8 dot products only for 7-bit exports.
 #[test]
 fn runtime_int8_kernel_equals_tracts_integer_path_bit_for_bit() {
     use edgebert_runtime::session::int8::{apply, cpu_has_int8_dot, Int8Mode, Int8Path};
     use edgebert_runtime::session::int8_gemm::avx2_available;
-    use edgebert_runtime::session::int8_linear::OP_TYPE;
+    use edgebert_runtime::session::int8_linear::MASKED_OP_TYPE as OP_TYPE;
     for arch in [Architecture::DistilBert, Architecture::Bert] {
         for (scales, range) in [
             (WeightScales::PerChannel, WeightRange::Reduced),
@@ -459,19 +474,70 @@ fn runtime_int8_kernel_equals_tracts_integer_path_bit_for_bit() {
             assert_eq!(count("MatMulInteger"), 0);
             assert_eq!(count("DynamicQuantizeLinear"), 0, "dead quantizers pruned");
             assert_eq!(count(OP_TYPE), linears);
-            // every Linear's bias Add is folded into its fused node
+            // every Linear's bias Add is folded into its fused node (x, mask, codes, scales,
+            // bias)
             assert!(g
                 .node
                 .iter()
                 .filter(|n| n.op_type == OP_TYPE)
-                .all(|n| n.input.len() == 4));
+                .all(|n| n.input.len() == 5 && n.input[1] == "attention_mask"));
             let k = proto.encode_to_vec();
+            let mut native = ModelProto::decode(&q[..]).unwrap();
+            assert_eq!(apply(&mut native, Int8Mode::Native), Int8Path::Native);
+            let n = native.encode_to_vec();
+            let mut padded_rows = 0;
             for case in standard_cases(cfg.vocab_size) {
+                let kernel = tract_logits(&k, &case).unwrap();
                 assert_eq!(
-                    tract_logits(&k, &case).unwrap(),
-                    tract_logits(&q, &case).unwrap(),
-                    "{arch:?} {scales:?} {range:?}"
+                    kernel,
+                    tract_logits(&n, &case).unwrap(),
+                    "{arch:?} {scales:?} {range:?}: kernel vs masked native"
                 );
+                if case.attention_mask.iter().flatten().all(|&m| m == 1) {
+                    assert_eq!(
+                        kernel,
+                        tract_logits(&q, &case).unwrap(),
+                        "{arch:?} {scales:?} {range:?}: kernel vs the file, unpadded"
+                    );
+                }
+                if case.input_ids.len() == 1 && case.input_ids[0].len() <= 17 {
+                    // The same text padded: the file's result on the text alone.
+                    let mut padded = case.clone();
+                    padded.input_ids[0].extend([0; 9]);
+                    padded.attention_mask[0].extend([0; 9]);
+                    padded_rows += 1;
+                    // Equal up to the f32 rounding of tract's float ops, whose kernels depend
+                    // on the sequence length; a different activation code would move the logits
+                    // by orders of magnitude more (see below).
+                    let d = max_abs_diff(
+                        &tract_logits(&k, &padded).unwrap(),
+                        &tract_logits(&q, &case).unwrap(),
+                    );
+                    assert!(
+                        d <= 1e-5,
+                        "{arch:?} {scales:?} {range:?}: padding changed the result by {d}"
+                    );
+                }
+            }
+            assert!(padded_rows > 0);
+            // Without the masked statistics, padding does change the result (the property
+            // above is not vacuous): the unmasked file on the padded texts.
+            if range == WeightRange::Reduced {
+                let unmasked = standard_cases(cfg.vocab_size)
+                    .iter()
+                    .filter(|c| c.input_ids.len() == 1 && c.input_ids[0].len() <= 17)
+                    .map(|case| {
+                        let mut padded = case.clone();
+                        padded.input_ids[0].extend([0; 9]);
+                        padded.attention_mask[0].extend([0; 9]);
+                        max_abs_diff(
+                            &tract_logits(&q, &padded).unwrap(),
+                            &tract_logits(&q, case).unwrap(),
+                        )
+                    })
+                    .fold(0f32, f32::max);
+                eprintln!("{arch:?} {scales:?}: padding moves the unmasked file's logits by up to {unmasked:.2e}");
+                assert!(unmasked > 1e-3, "{arch:?} {scales:?}: {unmasked}");
             }
 
             let mut auto = ModelProto::decode(&q[..]).unwrap();

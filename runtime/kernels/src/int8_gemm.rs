@@ -137,7 +137,49 @@ pub fn avx2_available() -> bool {
 /// The scale and zero point `DynamicQuantizeLinear` picks for `x` (its range widened to
 /// include 0, mapped onto `0..=255`).
 pub fn dynamic_scale_and_zero_point(x: &[f32]) -> (f32, u8) {
-    let (min, max) = x.iter().fold((0f32, 0f32), |(lo, hi), &v| {
+    let (min, max) = min_max(x);
+    scale_and_zero_point(min, max)
+}
+
+/// [`dynamic_scale_and_zero_point`] of the rows of `x` (rows of `k` values) flagged in
+/// `stats_rows` (every row when `None`, when none is flagged, or when the flags do not number
+/// the rows).
+pub fn dynamic_scale_and_zero_point_of_rows(
+    x: &[f32],
+    k: usize,
+    stats_rows: Option<&[bool]>,
+) -> (f32, u8) {
+    let rows = x.len().checked_div(k).unwrap_or(0);
+    match stats_rows.filter(|f| f.len() == rows && f.iter().any(|&b| b)) {
+        Some(flags) => {
+            let (lo, hi) = x.chunks_exact(k).zip(flags).filter(|(_, &f)| f).fold(
+                (0f32, 0f32),
+                |(lo, hi), (row, _)| {
+                    let (l, h) = min_max(row);
+                    (lo.min(l), hi.max(h))
+                },
+            );
+            scale_and_zero_point(lo, hi)
+        }
+        None => dynamic_scale_and_zero_point(x),
+    }
+}
+
+/// `DynamicQuantizeLinear`'s codes: `saturate(round_half_to_even(x / scale) + zero_point)`.
+/// `false`, with `out` untouched, when the lengths differ.
+pub fn quantize(x: &[f32], scale: f32, zero_point: u8, out: &mut [u8]) -> bool {
+    if x.len() != out.len() {
+        return false;
+    }
+    for (v, q) in x.iter().zip(out.iter_mut()) {
+        *q = (((v / scale).round_ties_even() as i32) + i32::from(zero_point)).clamp(0, 255) as u8;
+    }
+    true
+}
+
+/// `(min(0, min x), max(0, max x))`, NaN values ignored.
+fn min_max(x: &[f32]) -> (f32, f32) {
+    x.iter().fold((0f32, 0f32), |(lo, hi), &v| {
         if v < lo {
             (v, hi)
         } else if v > hi {
@@ -145,7 +187,11 @@ pub fn dynamic_scale_and_zero_point(x: &[f32]) -> (f32, u8) {
         } else {
             (lo, hi)
         }
-    });
+    })
+}
+
+/// `DynamicQuantizeLinear`'s scale and zero point for the range `min ≤ 0 ≤ max`.
+fn scale_and_zero_point(min: f32, max: f32) -> (f32, u8) {
     let scale = (max - min) / 255.0;
     let zero_point = (-min / scale).round_ties_even().clamp(0.0, 255.0) as u8;
     (scale, zero_point)
@@ -198,6 +244,25 @@ pub fn linear(
     kernel: Kernel,
     scratch: &mut Scratch,
 ) -> bool {
+    linear_rows(x, None, weights, w_scales, bias, y, kernel, scratch)
+}
+
+/// [`linear`] whose activation scale and zero point are those of the rows flagged in
+/// `stats_rows` only (one flag per row of `x`; every row when `None` or when none is flagged):
+/// the rows of padding tokens, which no real token reads, then cannot change how the real
+/// ones are quantized. Every row is still quantized and multiplied. Also `false` when
+/// `stats_rows` has not one flag per row.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_rows(
+    x: &[f32],
+    stats_rows: Option<&[bool]>,
+    weights: &PackedInt8Weights,
+    w_scales: &[f32],
+    bias: &[f32],
+    y: &mut [f32],
+    kernel: Kernel,
+    scratch: &mut Scratch,
+) -> bool {
     let (k, n) = (weights.k, weights.n);
     if k == 0 || n == 0 || !x.len().is_multiple_of(k) {
         return false;
@@ -206,20 +271,22 @@ pub fn linear(
     if y.len() != m * n
         || (w_scales.len() != 1 && w_scales.len() != n)
         || (!bias.is_empty() && bias.len() != n)
+        || stats_rows.is_some_and(|r| r.len() != m)
     {
         return false;
     }
     if kernel == Kernel::Avx2 && !(weights.exact_on_avx2 && avx2_available()) {
         return false;
     }
+    let stats_rows = stats_rows.filter(|r| r.iter().any(|&f| f));
     let stride = weights.groups * DEPTH;
     scratch.quantized.resize(m * stride, 0);
     let (x_scale, zero_point) = match kernel {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 is available (checked above); `quantized` holds `m × stride` bytes.
-        Kernel::Avx2 => unsafe { avx2::quantize(x, k, stride, &mut scratch.quantized) },
+        Kernel::Avx2 => unsafe { avx2::quantize(x, k, stats_rows, stride, &mut scratch.quantized) },
         _ => {
-            let (scale, zp) = dynamic_scale_and_zero_point(x);
+            let (scale, zp) = dynamic_scale_and_zero_point_of_rows(x, k, stats_rows);
             quantize_rows(x, k, scale, zp, stride, &mut scratch.quantized);
             (scale, zp)
         }
@@ -296,7 +363,49 @@ mod avx2 {
     /// The CPU has AVX2; `x.len()` is a multiple of `k`, `out.len() == x.len() / k × stride`
     /// and `stride ≥ k`.
     #[target_feature(enable = "avx2")]
-    pub unsafe fn quantize(x: &[f32], k: usize, stride: usize, out: &mut [u8]) -> (f32, u8) {
+    pub unsafe fn quantize(
+        x: &[f32],
+        k: usize,
+        stats_rows: Option<&[bool]>,
+        stride: usize,
+        out: &mut [u8],
+    ) -> (f32, u8) {
+        let (lo_s, hi_s) = match stats_rows {
+            Some(flags) => x.chunks_exact(k).zip(flags).filter(|(_, &f)| f).fold(
+                (0f32, 0f32),
+                |(lo, hi), (row, _)| {
+                    let (l, h) = min_max(row);
+                    (lo.min(l), hi.max(h))
+                },
+            ),
+            None => min_max(x),
+        };
+        let (scale, zp) = super::scale_and_zero_point(lo_s, hi_s);
+        let scale_v = _mm256_set1_ps(scale);
+        let zp_v = _mm256_set1_epi32(i32::from(zp));
+        for (row, q) in x.chunks_exact(k).zip(out.chunks_exact_mut(stride)) {
+            let mut i = 0;
+            while i + 8 <= k {
+                let v = _mm256_div_ps(_mm256_loadu_ps(row.as_ptr().add(i)), scale_v);
+                let n = _mm256_add_epi32(_mm256_cvtps_epi32(v), zp_v);
+                // i32 → i16 → u8, each step saturating: clamp(0, 255)
+                let w16 =
+                    _mm_packs_epi32(_mm256_castsi256_si128(n), _mm256_extracti128_si256(n, 1));
+                let b8 = _mm_packus_epi16(w16, w16);
+                _mm_storel_epi64(q.as_mut_ptr().add(i) as *mut __m128i, b8);
+                i += 8;
+            }
+            for (v, o) in row[i..].iter().zip(&mut q[i..k]) {
+                *o = (((v / scale).round_ties_even() as i32) + i32::from(zp)).clamp(0, 255) as u8;
+            }
+            q[k..].fill(zp);
+        }
+        (scale, zp)
+    }
+
+    /// [`super::min_max`] in AVX2 (same result: a NaN lane keeps the running value).
+    #[target_feature(enable = "avx2")]
+    unsafe fn min_max(x: &[f32]) -> (f32, f32) {
         let mut lo = _mm256_setzero_ps();
         let mut hi = _mm256_setzero_ps();
         let mut chunks = x.chunks_exact(8);
@@ -320,28 +429,7 @@ mod avx2 {
                 hi_s = v;
             }
         }
-        let scale = (hi_s - lo_s) / 255.0;
-        let zp = (-lo_s / scale).round_ties_even().clamp(0.0, 255.0) as u8;
-        let scale_v = _mm256_set1_ps(scale);
-        let zp_v = _mm256_set1_epi32(i32::from(zp));
-        for (row, q) in x.chunks_exact(k).zip(out.chunks_exact_mut(stride)) {
-            let mut i = 0;
-            while i + 8 <= k {
-                let v = _mm256_div_ps(_mm256_loadu_ps(row.as_ptr().add(i)), scale_v);
-                let n = _mm256_add_epi32(_mm256_cvtps_epi32(v), zp_v);
-                // i32 → i16 → u8, each step saturating: clamp(0, 255)
-                let w16 =
-                    _mm_packs_epi32(_mm256_castsi256_si128(n), _mm256_extracti128_si256(n, 1));
-                let b8 = _mm_packus_epi16(w16, w16);
-                _mm_storel_epi64(q.as_mut_ptr().add(i) as *mut __m128i, b8);
-                i += 8;
-            }
-            for (v, o) in row[i..].iter().zip(&mut q[i..k]) {
-                *o = (((v / scale).round_ties_even() as i32) + i32::from(zp)).clamp(0, 255) as u8;
-            }
-            q[k..].fill(zp);
-        }
-        (scale, zp)
+        (lo_s, hi_s)
     }
 
     /// Rows per micro-tile.
@@ -769,5 +857,85 @@ mod tests {
             &mut Scratch::default()
         ));
         assert_eq!(y, [0.0, 0.0]);
+    }
+
+    /// With row flags, the flagged rows come out exactly as if the other rows were absent,
+    /// whatever those hold; the other rows are still computed (with the flagged rows' scale).
+    #[test]
+    fn statistics_from_flagged_rows_ignore_the_others() {
+        let (k, n) = (48, 16);
+        let (real, codes, scales) = case(3, k, n, 64, 7);
+        let want = reference(&real, &codes, &scales, k, n);
+        // Two padding rows with a much wider range than the real ones.
+        let mut x = real.clone();
+        x.extend((0..2 * k).map(|i| if i % 2 == 0 { 40.0 } else { -25.0 }));
+        let flags = [true, true, true, false, false];
+        let packed = PackedInt8Weights::pack(&codes, k, n).expect("pack");
+        let mut kernels = vec![Kernel::Portable];
+        if avx2_available() {
+            kernels.push(Kernel::Avx2);
+        }
+        for kernel in kernels {
+            let mut y = vec![f32::NAN; 5 * n];
+            let mut s = Scratch::default();
+            assert!(linear_rows(
+                &x,
+                Some(&flags),
+                &packed,
+                &scales,
+                &[],
+                &mut y,
+                kernel,
+                &mut s
+            ));
+            assert_eq!(y[..3 * n], want[..], "{kernel:?}");
+            assert!(y[3 * n..].iter().all(|v| v.is_finite()));
+            // Unflagged statistics differ (the check above is not vacuous) …
+            let mut all = vec![0f32; 5 * n];
+            assert!(linear_rows(
+                &x,
+                None,
+                &packed,
+                &scales,
+                &[],
+                &mut all,
+                kernel,
+                &mut s
+            ));
+            assert_ne!(all[..3 * n], want[..]);
+            // … none flagged means every row, and a wrong flag count is refused.
+            let mut none = vec![0f32; 5 * n];
+            assert!(linear_rows(
+                &x,
+                Some(&[false; 5]),
+                &packed,
+                &scales,
+                &[],
+                &mut none,
+                kernel,
+                &mut s
+            ));
+            assert_eq!(none, all);
+            assert!(!linear_rows(
+                &x,
+                Some(&flags[..4]),
+                &packed,
+                &scales,
+                &[],
+                &mut none,
+                kernel,
+                &mut s
+            ));
+        }
+        // The standalone quantizer agrees with the kernel's statistics.
+        let (scale, zp) = dynamic_scale_and_zero_point_of_rows(&x, k, Some(&flags));
+        assert_eq!((scale, zp), dynamic_scale_and_zero_point(&real));
+        let mut q = vec![0u8; x.len()];
+        assert!(quantize(&x, scale, zp, &mut q));
+        assert!(
+            q[3 * k..].iter().all(|&c| c == 0 || c == 255),
+            "padding saturates"
+        );
+        assert!(!quantize(&x, scale, zp, &mut q[1..]));
     }
 }

@@ -116,21 +116,56 @@ pub fn apply(model: &mut ModelProto, mode: Int8Mode) -> Int8Path {
         .iter()
         .any(|p| p.key == "edgebert.weight_range" && p.value == "reduced");
     let rewrite = match mode {
-        Int8Mode::Native => return Int8Path::Native,
-        Int8Mode::Dequantize => Rewrite::Dequantize,
-        Int8Mode::Kernel => Rewrite::Kernel,
-        Int8Mode::Auto if cpu_has_int8_dot() => return Int8Path::Native,
-        Int8Mode::Auto if seven_bit && super::int8_gemm::avx2_available() => Rewrite::Kernel,
-        Int8Mode::Auto => Rewrite::Dequantize,
+        Int8Mode::Native => None,
+        Int8Mode::Dequantize => Some(Rewrite::Dequantize),
+        Int8Mode::Kernel => Some(Rewrite::Kernel),
+        Int8Mode::Auto if cpu_has_int8_dot() => None,
+        Int8Mode::Auto if seven_bit && super::int8_gemm::avx2_available() => Some(Rewrite::Kernel),
+        Int8Mode::Auto => Some(Rewrite::Dequantize),
     };
     let Some(g) = model.graph.as_mut() else {
         return Int8Path::NotInt8;
     };
-    match (rewrite_linears(g, rewrite), rewrite) {
-        (0, _) => Int8Path::Native,
-        (n, Rewrite::Dequantize) => Int8Path::Dequantized(n),
-        (n, Rewrite::Kernel) => Int8Path::Kernel(n),
+    let path = match rewrite.map(|r| (rewrite_linears(g, r), r)) {
+        None | Some((0, _)) => Int8Path::Native,
+        Some((n, Rewrite::Dequantize)) => Int8Path::Dequantized(n),
+        Some((n, Rewrite::Kernel)) => Int8Path::Kernel(n),
+    };
+    mask_dynamic_quantization(g);
+    path
+}
+
+/// Whether the graph has an int64 `attention_mask` input (1 = real token).
+fn has_token_mask(g: &GraphProto) -> bool {
+    g.input.iter().any(|i| {
+        i.name == MASK_INPUT
+            && i.r#type
+                .as_ref()
+                .and_then(|t| t.value.as_ref())
+                .is_some_and(|v| {
+                    matches!(v, tract_onnx::pb::type_proto::Value::TensorType(t)
+                    if t.elem_type == DataType::Int64 as i32)
+                })
+    })
+}
+
+/// Rewrites every `DynamicQuantizeLinear(x)` left in a graph with a token mask into
+/// `EdgebertDynamicQuantize(x, attention_mask)` ([`super::masked_quantize`]); returns how many.
+pub fn mask_dynamic_quantization(g: &mut GraphProto) -> usize {
+    if !has_token_mask(g) {
+        return 0;
     }
+    let mut count = 0;
+    for n in &mut g.node {
+        let standard = n.domain.is_empty() || n.domain == "ai.onnx";
+        if standard && n.op_type == "DynamicQuantizeLinear" && n.input.len() == 1 {
+            n.op_type = super::masked_quantize::MASKED_QUANTIZE.into();
+            n.domain = super::int8_linear::DOMAIN.into();
+            n.input.push(MASK_INPUT.into());
+            count += 1;
+        }
+    }
+    count
 }
 
 /// What a matched Linear block becomes.
@@ -196,6 +231,9 @@ fn i8_len(t: &TensorProto) -> Option<usize> {
 
 /// Suffix of the `Mul` node (and its output) that dequantizes a Linear weight: `Cast(codes) ×
 /// scale`, which [`fold_dequantized_weights`] turns into one fp32 constant.
+/// The graph input whose 1s flag real tokens.
+const MASK_INPUT: &str = "attention_mask";
+
 const DEQUANTIZED_SUFFIX: &str = "/dequantized";
 
 /// Suffix of the `Cast` node that widens a Linear weight's int8 codes to fp32.
@@ -430,6 +468,9 @@ fn rewrite_linears(g: &mut GraphProto, rewrite: Rewrite) -> usize {
     }
 
     let rewritten = blocks.len();
+    // With an int64 `attention_mask` input, the kernel takes its activation statistics from
+    // real tokens only (see `int8_linear`).
+    let masked = has_token_mask(g);
     let mut remove: HashSet<usize> = HashSet::new();
     let mut added = Vec::new();
     for b in blocks {
@@ -445,11 +486,17 @@ fn rewrite_linears(g: &mut GraphProto, rewrite: Rewrite) -> usize {
                 out = g.node[add].output[0].clone();
                 remove.insert(add);
             }
+            let op_type = if masked {
+                input.insert(1, MASK_INPUT.into());
+                super::int8_linear::MASKED_OP_TYPE
+            } else {
+                super::int8_linear::OP_TYPE
+            };
             g.node[b.rescale] = NodeProto {
                 input,
                 output: vec![out],
                 name: format!("{name}/int8_linear"),
-                op_type: super::int8_linear::OP_TYPE.into(),
+                op_type: op_type.into(),
                 domain: super::int8_linear::DOMAIN.into(),
                 ..Default::default()
             };

@@ -8,6 +8,13 @@
 //! packed (so the weights are never held twice), and leaves a node with `x` as its only input;
 //! typing it gives an [`Int8Linear`] op holding the packed weights. A node that was not packed
 //! packs its codes when typed.
+//!
+//! When the graph has an `attention_mask` input, the rewrite emits
+//! `EdgebertInt8LinearMasked(x, attention_mask, codes, scales[, bias])` instead: the activation
+//! scale and zero point then come from the rows of real tokens only
+//! ([`int8_gemm::linear_rows`]), so the rows a sequence bucket pads with cannot change how the
+//! real ones are quantized — a text gets the result the ONNX graph gives on it unpadded,
+//! whichever bucket runs it. (Padding rows are read by no real row: attention masks them out.)
 use std::cell::RefCell;
 
 use tract_onnx::model::ParsingContext;
@@ -24,6 +31,8 @@ use super::int8_gemm::{self, Kernel, PackedInt8Weights, Scratch};
 
 /// `op_type` of the fused node in a rewritten ONNX graph.
 pub const OP_TYPE: &str = "EdgebertInt8Linear";
+/// `op_type` of the fused node whose activation statistics skip padding rows.
+pub const MASKED_OP_TYPE: &str = "EdgebertInt8LinearMasked";
 /// Domain of the runtime's fused nodes (never written to a file: the rewrites happen at load).
 pub const DOMAIN: &str = "ai.edgebert";
 
@@ -32,6 +41,11 @@ pub const DOMAIN: &str = "ai.edgebert";
 pub fn onnx() -> tract_onnx::Onnx {
     let mut onnx = tract_onnx::onnx();
     onnx.op_register.insert(OP_TYPE, parse_node);
+    onnx.op_register.insert(MASKED_OP_TYPE, parse_masked_node);
+    onnx.op_register.insert(
+        super::masked_quantize::MASKED_QUANTIZE,
+        super::masked_quantize::parse_masked_quantize,
+    );
     onnx.op_register
         .insert(super::fused::LAYER_NORM, super::fused::parse_layer_norm);
     onnx.op_register.insert(
@@ -45,7 +59,26 @@ fn parse_node(
     _ctx: &ParsingContext,
     _node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    Ok((expand(Int8LinearNode { packed: None }), vec![]))
+    Ok((
+        expand(Int8LinearNode {
+            packed: None,
+            masked: false,
+        }),
+        vec![],
+    ))
+}
+
+fn parse_masked_node(
+    _ctx: &ParsingContext,
+    _node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    Ok((
+        expand(Int8LinearNode {
+            packed: None,
+            masked: true,
+        }),
+        vec![],
+    ))
 }
 
 /// The parsed node: `y[.., n] = Linear(x[.., k], codes[k, n] int8, scales[1 or n] f32
@@ -54,23 +87,43 @@ fn parse_node(
 #[derive(Debug, Clone)]
 struct Int8LinearNode {
     packed: Option<Arc<Int8LinearWeights>>,
+    /// Inputs are `x, mask, codes, …` instead of `x, codes, …`.
+    masked: bool,
+}
+
+impl Int8LinearNode {
+    /// Index of the codes input (after `x` and, when masked, the mask).
+    fn codes_at(&self) -> usize {
+        1 + usize::from(self.masked)
+    }
 }
 
 /// Packs the weights of every fused int8 Linear node of a freshly parsed graph (see the module
 /// doc); returns how many were packed. A node whose weight is not a constant is left to fail
 /// with a clear error when typed.
 pub fn pack_weights(model: &mut InferenceModel) -> TractResult<usize> {
-    let targets: Vec<usize> = model
+    let targets: Vec<(usize, bool)> = model
         .nodes()
         .iter()
-        .filter(|n| n.op.name() == OP_TYPE && (3..=4).contains(&n.inputs.len()))
-        .map(|n| n.id)
+        .filter_map(|n| {
+            let masked = match n.op.name().as_ref() {
+                OP_TYPE => false,
+                MASKED_OP_TYPE => true,
+                _ => return None,
+            };
+            let w = 1 + usize::from(masked);
+            (w + 2..=w + 3)
+                .contains(&n.inputs.len())
+                .then_some((n.id, masked))
+        })
         .collect();
     let mut packed = 0;
-    for id in targets {
+    for (id, masked) in targets {
         let node = model.node(id);
-        let (x, codes_at, scales_at) = (node.inputs[0], node.inputs[1], node.inputs[2]);
-        let bias_at = node.inputs.get(3).copied();
+        let w = 1 + usize::from(masked);
+        let taps: Vec<OutletId> = node.inputs[..w].to_vec();
+        let (codes_at, scales_at) = (node.inputs[w], node.inputs[w + 1]);
+        let bias_at = node.inputs.get(w + 2).copied();
         let name = node.name.clone();
         let (Some(codes), Some(scales)) = (
             model.outlet_fact(codes_at)?.value.concretize(),
@@ -88,11 +141,15 @@ pub fn pack_weights(model: &mut InferenceModel) -> TractResult<usize> {
         let op = Int8Linear::new(&codes, &scales, bias.as_deref()).with_context(|| name.clone())?;
         drop(codes);
         let mut patch = InferenceModelPatch::default();
-        let tap = patch.tap_model(model, x)?;
+        let taps = taps
+            .iter()
+            .map(|&t| patch.tap_model(model, t))
+            .collect::<TractResult<Vec<_>>>()?;
         let node_op = expand(Int8LinearNode {
             packed: Some(op.weights.clone()),
+            masked,
         });
-        let out = patch.wire_node(&name, node_op, &[tap])?[0];
+        let out = patch.wire_node(&name, node_op, &taps)?[0];
         patch.shunt_outside(model, OutletId::new(id, 0), out)?;
         patch.apply(model)?;
         // The fused node was the codes' only reader: free them now, not at `compact`.
@@ -117,7 +174,11 @@ pub fn pack_weights(model: &mut InferenceModel) -> TractResult<usize> {
 
 impl Expansion for Int8LinearNode {
     fn name(&self) -> StaticName {
-        OP_TYPE.into()
+        if self.masked {
+            MASKED_OP_TYPE.into()
+        } else {
+            OP_TYPE.into()
+        }
     }
 
     fn rules<'r, 'p: 'r, 's: 'r>(
@@ -126,9 +187,13 @@ impl Expansion for Int8LinearNode {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
+        let c = self.codes_at();
+        if self.masked && inputs.len() >= 2 {
+            s.equals(&inputs[1].datum_type, i64::datum_type())?;
+        }
         if let Some(w) = &self.packed {
-            if inputs.len() != 1 || outputs.len() != 1 {
-                bail!("packed {OP_TYPE} takes 1 input and gives 1 output");
+            if inputs.len() != c || outputs.len() != 1 {
+                bail!("packed {OP_TYPE} takes {c} input(s) and gives 1 output");
             }
             let (k, n) = (w.packed.k(), w.packed.n());
             s.equals(&inputs[0].datum_type, f32::datum_type())?;
@@ -144,31 +209,35 @@ impl Expansion for Int8LinearNode {
                 Ok(())
             });
         }
-        if !(3..=4).contains(&inputs.len()) || outputs.len() != 1 {
+        if !(c + 2..=c + 3).contains(&inputs.len()) || outputs.len() != 1 {
             bail!(
-                "{OP_TYPE} takes 3 or 4 inputs and gives 1 output, got {} and {}",
+                "{} takes {} or {} inputs and gives 1 output, got {} and {}",
+                self.name(),
+                c + 2,
+                c + 3,
                 inputs.len(),
                 outputs.len()
             );
         }
-        if let Some(bias) = inputs.get(3) {
+        let (codes, scales) = (&inputs[c], &inputs[c + 1]);
+        if let Some(bias) = inputs.get(c + 2) {
             s.equals(&bias.datum_type, f32::datum_type())?;
             s.equals(&bias.rank, 1)?;
-            s.equals(&bias.shape[0], &inputs[1].shape[1])?;
+            s.equals(&bias.shape[0], &codes.shape[1])?;
         }
         s.equals(&inputs[0].datum_type, f32::datum_type())?;
-        s.equals(&inputs[1].datum_type, i8::datum_type())?;
-        s.equals(&inputs[2].datum_type, f32::datum_type())?;
+        s.equals(&codes.datum_type, i8::datum_type())?;
+        s.equals(&scales.datum_type, f32::datum_type())?;
         s.equals(&outputs[0].datum_type, f32::datum_type())?;
-        s.equals(&inputs[1].rank, 2)?;
+        s.equals(&codes.rank, 2)?;
         s.equals(&inputs[0].rank, &outputs[0].rank)?;
         s.given(&inputs[0].rank, move |s, rank| {
             let last = (rank as usize).checked_sub(1).context("a scalar input")?;
             for ax in 0..last {
                 s.equals(&inputs[0].shape[ax], &outputs[0].shape[ax])?;
             }
-            s.equals(&inputs[0].shape[last], &inputs[1].shape[0])?;
-            s.equals(&outputs[0].shape[last], &inputs[1].shape[1])?;
+            s.equals(&inputs[0].shape[last], &codes.shape[0])?;
+            s.equals(&outputs[0].shape[last], &codes.shape[1])?;
             Ok(())
         })?;
         Ok(())
@@ -180,23 +249,25 @@ impl Expansion for Int8LinearNode {
         model: &mut TypedModel,
         inputs: &[OutletId],
     ) -> TractResult<TVec<OutletId>> {
+        let c = self.codes_at();
         if let Some(weights) = &self.packed {
             let op = Int8Linear {
                 weights: weights.clone(),
+                masked: self.masked,
             };
-            return model.wire_node(prefix, op, &inputs[..1]);
+            return model.wire_node(prefix, op, &inputs[..c]);
         }
         let codes = model
-            .outlet_fact(inputs[1])?
+            .outlet_fact(inputs[c])?
             .konst
             .clone()
             .with_context(|| format!("{prefix}: the int8 weight must be a constant"))?;
         let scales = model
-            .outlet_fact(inputs[2])?
+            .outlet_fact(inputs[c + 1])?
             .konst
             .clone()
             .with_context(|| format!("{prefix}: the weight scales must be a constant"))?;
-        let bias = match inputs.get(3) {
+        let bias = match inputs.get(c + 2) {
             Some(&b) => Some(
                 model
                     .outlet_fact(b)?
@@ -206,9 +277,10 @@ impl Expansion for Int8LinearNode {
             ),
             None => None,
         };
-        let op = Int8Linear::new(&codes, &scales, bias.as_deref())
+        let mut op = Int8Linear::new(&codes, &scales, bias.as_deref())
             .with_context(|| prefix.to_string())?;
-        model.wire_node(prefix, op, &inputs[..1])
+        op.masked = self.masked;
+        model.wire_node(prefix, op, &inputs[..c])
     }
 }
 
@@ -240,11 +312,15 @@ impl Eq for Int8LinearWeights {}
 #[derive(Debug, Clone)]
 pub struct Int8Linear {
     weights: Arc<Int8LinearWeights>,
+    /// A second input, the `[batch, sequence]` attention mask, flags the rows whose values set
+    /// the activation scale (when `x` has one row per token).
+    masked: bool,
 }
 
 impl PartialEq for Int8Linear {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.weights, &other.weights) || self.weights == other.weights
+        self.masked == other.masked
+            && (Arc::ptr_eq(&self.weights, &other.weights) || self.weights == other.weights)
     }
 }
 
@@ -292,6 +368,7 @@ impl Int8Linear {
                 bias,
                 kernel,
             }),
+            masked: false,
         })
     }
 
@@ -319,12 +396,17 @@ impl Op for Int8Linear {
     fn info(&self) -> TractResult<Vec<String>> {
         let w = &self.weights;
         Ok(vec![format!(
-            "{}×{} int8, {} scale(s), {}, {:?} kernel",
+            "{}×{} int8, {} scale(s), {}, {:?} kernel{}",
             w.packed.k(),
             w.packed.n(),
             w.scales.len(),
             if w.bias.is_empty() { "no bias" } else { "bias" },
-            w.kernel
+            w.kernel,
+            if self.masked {
+                ", activation scale from real tokens"
+            } else {
+                ""
+            }
         )])
     }
 
@@ -333,13 +415,15 @@ impl Op for Int8Linear {
 
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+    /// One flag per row of `x`: whether its token is real (reused).
+    static ROWS: RefCell<Vec<bool>> = const { RefCell::new(Vec::new()) };
 }
 
 impl EvalOp for Int8Linear {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let x = args_1!(inputs);
+        let x = &inputs[0];
         let w = &self.weights;
         let (k, n) = (w.packed.k(), w.packed.n());
         let shape = x.shape();
@@ -359,16 +443,38 @@ impl EvalOp for Int8Linear {
             let x = x.as_slice::<f32>()?;
             let mut view = y.try_as_plain_ram_mut()?;
             let out = view.as_slice_mut::<f32>()?;
-            let done = SCRATCH.with(|s| {
-                int8_gemm::linear(
-                    x,
-                    &w.packed,
-                    &w.scales,
-                    &w.bias,
-                    out,
-                    w.kernel,
-                    &mut s.borrow_mut(),
-                )
+            let mask = match inputs.get(1) {
+                Some(m) if self.masked => Some(m.try_as_plain_ram()?),
+                _ => None,
+            };
+            let mask = match &mask {
+                Some(m) => Some(m.as_slice::<i64>()?),
+                None => None,
+            };
+            let done = ROWS.with(|rows| {
+                let mut rows = rows.borrow_mut();
+                // The mask flags rows only when `x` has one row per token (not, say, the
+                // [CLS] rows a classifier head reads).
+                let flags = match mask {
+                    Some(m) if m.len() * k == x.len() => {
+                        rows.clear();
+                        rows.extend(m.iter().map(|&v| v != 0));
+                        Some(&rows[..])
+                    }
+                    _ => None,
+                };
+                SCRATCH.with(|s| {
+                    int8_gemm::linear_rows(
+                        x,
+                        flags,
+                        &w.packed,
+                        &w.scales,
+                        &w.bias,
+                        out,
+                        w.kernel,
+                        &mut s.borrow_mut(),
+                    )
+                })
             });
             ensure!(done, "int8 Linear: inconsistent sizes");
         }

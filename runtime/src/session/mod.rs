@@ -21,6 +21,7 @@ pub use edgebert_kernels::int8_gemm;
 pub mod fused;
 pub mod fused_attention;
 pub mod int8_linear;
+pub mod masked_quantize;
 pub mod passes;
 pub mod shared_weights;
 pub mod weights;
