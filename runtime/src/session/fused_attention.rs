@@ -7,7 +7,7 @@
 //!
 //! becomes one `EdgebertAttention(q, k, v, mask)` node run by
 //! [`edgebert_kernels::attention`]. Like the LayerNorm fusion ([`super::fused`]) it rewrites the
-//! protobuf before tract parses it; a subgraph that does not match exactly (another readers of
+//! protobuf before tract parses it; a subgraph that does not match exactly (other readers of
 //! an intermediate, other permutations or shapes, Softmax on another axis or before opset 13) is
 //! left to tract. The mask is any tensor that broadcasts to the scores `[b, heads, s, s]` without
 //! enlarging them (`[b, 1, 1, s]` for a padding mask). Results agree with tract's op sequence to
@@ -183,12 +183,17 @@ fn match_block(ix: &Index, s: usize) -> Option<Match> {
     };
     let (t, transpose) = reader_of(ctx_out)?;
     let perm = transpose.attribute.iter().find(|a| a.name == "perm")?;
-    if transpose.op_type != "Transpose" || perm.ints != [0, 2, 1, 3] || transpose.output.len() != 1
+    let standard = |n: &NodeProto| n.domain.is_empty() || n.domain == "ai.onnx";
+    if !standard(transpose)
+        || transpose.op_type != "Transpose"
+        || perm.ints != [0, 2, 1, 3]
+        || transpose.output.len() != 1
     {
         return None;
     }
     let (r, merge) = reader_of(&transpose.output[0])?;
-    if merge.op_type != "Reshape"
+    if !standard(merge)
+        || merge.op_type != "Reshape"
         || merge.input.len() != 2
         || merge.input[0] != transpose.output[0]
         || allows_zero(merge)
