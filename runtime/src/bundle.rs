@@ -177,7 +177,7 @@ impl Bundle {
     }
 
     /// Validates `bytes` and returns the header and the offset of the model bytes.
-    fn parse(bytes: &[u8]) -> Result<(BundleHeader, usize)> {
+    pub(crate) fn parse(bytes: &[u8]) -> Result<(BundleHeader, usize)> {
         let magic = take(bytes, 0, 8, "magic").map_err(|_| Error::BadMagic {
             found: escape(&bytes[..bytes.len().min(8)]),
         })?;

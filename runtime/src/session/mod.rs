@@ -37,7 +37,7 @@ use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::bundle::{Bundle, BundleHeader};
 use crate::error::{Error, Result};
-use crate::model_source::ModelSource;
+use crate::model_source::{ModelSource, ModelView};
 use crate::tokenizer::{SeqEncoding, Tokenizer};
 pub use int8::{Int8Mode, Int8Path};
 use passes::{ModelPass, PassStage, DEFAULT_PASSES};
@@ -229,34 +229,34 @@ impl Session {
     /// the ONNX graph and reads each weight from the file when tract needs it ([`weights`]),
     /// and hands its parsed graph to the first plan instead of keeping a copy.
     pub fn open_with(path: impl AsRef<Path>, options: SessionOptions) -> Result<Session> {
-        let ModelSource {
-            bundle,
-            model_file,
-            file_size,
-            ..
-        } = ModelSource::open(path)?;
-        let Bundle {
-            header,
-            model: bytes,
-        } = bundle;
-        header.validate()?;
+        // The file is mapped, not read, while it is validated and walked (`FileBytes`).
+        let view = ModelSource::open_view(path)?;
+        view.header.validate()?;
         // The model bytes are the tail of the file (a bundle's payload ends with them; an
         // .onnx file is nothing else). An absolute path keeps later reads independent of the
         // working directory; tract resolves external data against a UTF-8 directory name.
-        let offset = file_size.checked_sub(bytes.len() as u64);
-        let model_file = std::fs::canonicalize(&model_file).unwrap_or(model_file);
+        let offset = view.file_size.checked_sub(view.model().len() as u64);
+        let model_file = std::fs::canonicalize(&view.model_file).unwrap_or(view.model_file.clone());
         let utf8_dir = model_file.parent().is_none_or(|d| d.to_str().is_some());
         let location = model_file.file_name().and_then(|n| n.to_str());
         let skeleton = match (offset, location) {
             (Some(offset), Some(location))
                 if utf8_dir && options.file_weights_min_bytes < usize::MAX =>
             {
-                weights::skeleton(&bytes, offset, location, options.file_weights_min_bytes).ok()
+                weights::skeleton(
+                    view.model(),
+                    offset,
+                    location,
+                    options.file_weights_min_bytes,
+                )
+                .ok()
             }
             _ => None,
         };
         match skeleton {
             Some(skeleton) => {
+                // Unmap before tract loads the weights: mapped pages count as resident.
+                let ModelView { header, bytes, .. } = view;
                 drop(bytes);
                 Session::from_proto(
                     header,
@@ -267,13 +267,12 @@ impl Session {
             }
             // Not a protobuf this walker follows: decode it whole (the error, if any, is the
             // decoder's).
-            None => Session::from_bundle(
-                Bundle {
-                    header,
-                    model: bytes,
-                },
-                options,
-            ),
+            None => {
+                let model = view.model().to_vec();
+                let ModelView { header, bytes, .. } = view;
+                drop(bytes);
+                Session::from_bundle(Bundle { header, model }, options)
+            }
         }
     }
 
