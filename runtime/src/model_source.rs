@@ -49,22 +49,34 @@ impl std::ops::Deref for FileBytes {
 }
 
 impl FileBytes {
-    /// Maps `file` (pages populated up front), or reads it when it cannot be mapped.
+    /// Maps `file` (pages populated up front) when `map`, or when it cannot be mapped or `map`
+    /// is false, reads it.
     ///
     /// The map lives only while a model is opened (validated, then walked or copied). Like any
     /// mapped file, one truncated by another process during that window would fault; a file
     /// replaced by rename (how edgebert writes them) is not affected.
-    pub fn open(file: &Path) -> Result<FileBytes> {
+    pub fn open(file: &Path, map: bool) -> Result<FileBytes> {
         let f = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
-        // SAFETY: a private read-only map of a regular file, dropped before the caller returns
-        // the model it opened; see above for files changed while it is held.
-        match unsafe { memmap2::MmapOptions::new().populate().map(&f) } {
-            Ok(m) => Ok(FileBytes::Mapped(m)),
-            Err(_) => {
-                let mut bytes = Vec::new();
-                std::io::Read::read_to_end(&mut &f, &mut bytes).map_err(|e| Error::io(file, e))?;
-                Ok(FileBytes::Read(bytes))
+        if map {
+            // SAFETY: a private read-only map of a regular file, dropped before the caller
+            // returns the model it opened; see above for files changed while it is held.
+            if let Ok(m) = unsafe { memmap2::MmapOptions::new().populate().map(&f) } {
+                return Ok(FileBytes::Mapped(m));
             }
+        }
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut &f, &mut bytes).map_err(|e| Error::io(file, e))?;
+        Ok(FileBytes::Read(bytes))
+    }
+
+    /// The bytes from `at` on, owned (read bytes are shifted in place, mapped ones copied).
+    fn into_tail(self, at: usize) -> Vec<u8> {
+        match self {
+            FileBytes::Read(mut v) => {
+                v.drain(..at.min(v.len()));
+                v
+            }
+            FileBytes::Mapped(m) => m.get(at..).unwrap_or_default().to_vec(),
         }
     }
 }
@@ -154,15 +166,16 @@ fn find_model_file(dir: &Path) -> Result<PathBuf> {
 impl ModelSource {
     /// Resolves `path` (bundle file, export directory, or `.onnx` file in an export directory).
     pub fn open(path: impl AsRef<Path>) -> Result<ModelSource> {
-        let view = ModelSource::open_view(path)?;
-        let model = view.model().to_vec();
+        // Read, not mapped: the bytes are kept, and a map plus a copy would hold them twice.
         let ModelView {
             header,
+            bytes,
+            model_at,
             kind,
             model_file,
             file_size,
-            ..
-        } = view;
+        } = ModelSource::view(path.as_ref(), false)?;
+        let model = bytes.into_tail(model_at);
         Ok(ModelSource {
             bundle: Bundle { header, model },
             kind,
@@ -174,7 +187,11 @@ impl ModelSource {
     /// [`ModelSource::open`] without copying the model bytes: the file stays mapped in the
     /// returned view (the same checks, the same errors).
     pub fn open_view(path: impl AsRef<Path>) -> Result<ModelView> {
-        let path = path.as_ref();
+        ModelSource::view(path.as_ref(), true)
+    }
+
+    /// [`ModelSource::open_view`], with the file mapped (`map`) or read.
+    fn view(path: &Path, map: bool) -> Result<ModelView> {
         let md = metadata(path)?;
         let file = if md.is_dir() {
             find_model_file(path)?
@@ -190,7 +207,7 @@ impl ModelSource {
                 Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
                 _ => PathBuf::from("."),
             };
-            let bytes = FileBytes::open(&file)?;
+            let bytes = FileBytes::open(&file, map)?;
             let name = file
                 .file_name()
                 .map(|n| n.to_string_lossy().to_string())
@@ -212,7 +229,7 @@ impl ModelSource {
                 file_size,
             });
         }
-        let bytes = FileBytes::open(&file)?;
+        let bytes = FileBytes::open(&file, map)?;
         if !Bundle::has_magic(&bytes) && bytes.len() >= 8 {
             // Give a hint beyond "bad magic" for the common mistakes.
             if bytes.first() == Some(&0x08) {
