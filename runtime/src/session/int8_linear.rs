@@ -28,6 +28,7 @@ use tract_onnx::tract_hir::internal::{
 };
 
 use super::int8_gemm::{self, Kernel, PackedInt8Weights, Scratch};
+use super::masked_quantize::with_token_rows;
 
 /// `op_type` of the fused node in a rewritten ONNX graph.
 pub const OP_TYPE: &str = "EdgebertInt8Linear";
@@ -415,8 +416,6 @@ impl Op for Int8Linear {
 
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
-    /// One flag per row of `x`: whether its token is real (reused).
-    static ROWS: RefCell<Vec<bool>> = const { RefCell::new(Vec::new()) };
 }
 
 impl EvalOp for Int8Linear {
@@ -451,18 +450,7 @@ impl EvalOp for Int8Linear {
                 Some(m) => Some(m.as_slice::<i64>()?),
                 None => None,
             };
-            let done = ROWS.with(|rows| {
-                let mut rows = rows.borrow_mut();
-                // The mask flags rows only when `x` has one row per token (not, say, the
-                // [CLS] rows a classifier head reads).
-                let flags = match mask {
-                    Some(m) if m.len() * k == x.len() => {
-                        rows.clear();
-                        rows.extend(m.iter().map(|&v| v != 0));
-                        Some(&rows[..])
-                    }
-                    _ => None,
-                };
+            let done = with_token_rows(mask, k, x.len(), |flags| {
                 SCRATCH.with(|s| {
                     int8_gemm::linear_rows(
                         x,

@@ -98,6 +98,31 @@ thread_local! {
     static ROWS: RefCell<Vec<bool>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Calls `f` with one flag per row of an activation of `values` values in rows of `k` (true
+/// for a real token) when `mask` has one value per such row, and with `None` otherwise (no
+/// mask, or rows that are not tokens, such as the `[CLS]` rows a classifier head reads). The
+/// rule shared by this quantizer and the fused int8 Linear ([`super::int8_linear`]); the flags
+/// live in a reused thread-local buffer, so a call allocates nothing once warm.
+pub fn with_token_rows<R>(
+    mask: Option<&[i64]>,
+    k: usize,
+    values: usize,
+    f: impl FnOnce(Option<&[bool]>) -> R,
+) -> R {
+    ROWS.with(|rows| {
+        let mut rows = rows.borrow_mut();
+        let flags = match mask {
+            Some(m) if m.len().checked_mul(k) == Some(values) => {
+                rows.clear();
+                rows.extend(m.iter().map(|&v| v != 0));
+                Some(&rows[..])
+            }
+            _ => None,
+        };
+        f(flags)
+    })
+}
+
 impl EvalOp for MaskedDynamicQuantize {
     op_out_of_plan!();
 
@@ -108,13 +133,7 @@ impl EvalOp for MaskedDynamicQuantize {
         let xs = xv.as_slice::<f32>()?;
         let mv = mask.try_as_plain_ram()?;
         let ms = mv.as_slice::<i64>()?;
-        let (scale, zero_point) = ROWS.with(|rows| {
-            let mut rows = rows.borrow_mut();
-            let flags = (ms.len().checked_mul(k) == Some(xs.len())).then(|| {
-                rows.clear();
-                rows.extend(ms.iter().map(|&v| v != 0));
-                &rows[..]
-            });
+        let (scale, zero_point) = with_token_rows(Some(ms), k, xs.len(), |flags| {
             dynamic_scale_and_zero_point_of_rows(xs, k, flags)
         });
         // SAFETY: `quantize` writes every value of `codes` or returns false, and then `codes`
