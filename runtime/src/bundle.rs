@@ -178,6 +178,20 @@ impl Bundle {
 
     /// Validates `bytes` and returns the header and the offset of the model bytes.
     pub(crate) fn parse(bytes: &[u8]) -> Result<(BundleHeader, usize)> {
+        Bundle::parse_with(bytes, true).map(|(header, at, _)| (header, at))
+    }
+
+    /// Like [`Bundle::parse`], but leaves the payload checksum to the caller: returns the header,
+    /// the offset of the model bytes and the checksum the payload (`bytes[PREAMBLE_LEN..]`)
+    /// must have. A caller that reads the payload anyway can hash it as it goes
+    /// ([`crate::session::weights::PayloadChecksum`]) instead of in a pass of its own. On an error
+    /// here the caller should fall back to [`Bundle::parse`], whose errors name a checksum
+    /// mismatch first.
+    pub(crate) fn parse_unverified(bytes: &[u8]) -> Result<(BundleHeader, usize, u32)> {
+        Bundle::parse_with(bytes, false)
+    }
+
+    fn parse_with(bytes: &[u8], verify: bool) -> Result<(BundleHeader, usize, u32)> {
         let magic = take(bytes, 0, 8, "magic").map_err(|_| Error::BadMagic {
             found: escape(&bytes[..bytes.len().min(8)]),
         })?;
@@ -210,15 +224,17 @@ impl Bundle {
             });
         }
         let payload = &bytes[PREAMBLE_LEN..];
-        let actual = crc32fast::hash(payload);
-        if actual != expected {
-            return Err(Error::ChecksumMismatch { expected, actual });
+        if verify {
+            let actual = crc32fast::hash(payload);
+            if actual != expected {
+                return Err(Error::ChecksumMismatch { expected, actual });
+            }
         }
         let header_len = le_u32(take(payload, 0, 4, "header length")?) as usize;
         let header_bytes = take(payload, 4, header_len, "header")?;
         let header: BundleHeader = postcard::from_bytes(header_bytes)
             .map_err(|e| Error::BadHeader(format!("cannot decode: {e}")))?;
-        Ok((header, PREAMBLE_LEN + 4 + header_len))
+        Ok((header, PREAMBLE_LEN + 4 + header_len, expected))
     }
 
     /// Encodes the bundle into its on-disk bytes.

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::bundle::{Bundle, BundleHeader};
+use crate::bundle::{Bundle, BundleHeader, PREAMBLE_LEN};
 use crate::error::{Error, Result};
 use crate::tokenizer::{Tokenizer, MAX_SEQ_LEN};
 
@@ -49,8 +49,9 @@ impl std::ops::Deref for FileBytes {
 }
 
 impl FileBytes {
-    /// Maps `file` (pages populated up front) when `map`, or when it cannot be mapped or `map`
-    /// is false, reads it.
+    /// Maps `file` when `map`, or when it cannot be mapped or `map` is false, reads it. Pages
+    /// of a map are read in when touched: a session touches the protobuf structure, not the
+    /// large weights it reads later through [`crate::session::weights::FileWeights`].
     ///
     /// The map lives only while a model is opened (validated, then walked or copied). Like any
     /// mapped file, one truncated by another process during that window would fault; a file
@@ -60,7 +61,7 @@ impl FileBytes {
         if map {
             // SAFETY: a private read-only map of a regular file, dropped before the caller
             // returns the model it opened; see above for files changed while it is held.
-            if let Ok(m) = unsafe { memmap2::MmapOptions::new().populate().map(&f) } {
+            if let Ok(m) = unsafe { memmap2::MmapOptions::new().map(&f) } {
                 return Ok(FileBytes::Mapped(m));
             }
         }
@@ -97,12 +98,42 @@ pub struct ModelView {
     pub model_file: PathBuf,
     /// Size of that file in bytes.
     pub file_size: u64,
+    /// For a bundle, the checksum its payload (`bytes[PREAMBLE_LEN..]`) must have and that
+    /// nothing has verified yet: the caller hashes the payload as it reads it, or calls
+    /// [`ModelView::verify_checksum`]. `None` when verified or when there is no checksum (an
+    /// `.onnx` file).
+    pub pending_checksum: Option<u32>,
 }
 
 impl ModelView {
     /// The ONNX model bytes.
     pub fn model(&self) -> &[u8] {
         &self.bytes[self.model_at..]
+    }
+
+    /// Hashes the bundle payload and checks it against the header's checksum (a no-op when none
+    /// is pending); a mismatch is [`Error::ChecksumMismatch`] naming the file.
+    pub fn verify_checksum(&self) -> Result<()> {
+        match self.pending_checksum {
+            Some(expected) => {
+                let actual = crc32fast::hash(self.bytes.get(PREAMBLE_LEN..).unwrap_or_default());
+                checksum_result(&self.model_file, expected, actual)
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// `Ok` when the payload checksum `actual` is the `expected` one, else the error naming `file`
+/// that a bundle with a flipped bit gets.
+pub fn checksum_result(file: &Path, expected: u32, actual: u32) -> Result<()> {
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(with_path(
+            file,
+            Error::ChecksumMismatch { expected, actual },
+        ))
     }
 }
 
@@ -174,6 +205,7 @@ impl ModelSource {
             kind,
             model_file,
             file_size,
+            pending_checksum: _,
         } = ModelSource::view(path.as_ref(), false)?;
         let model = bytes.into_tail(model_at);
         Ok(ModelSource {
@@ -227,6 +259,7 @@ impl ModelSource {
                 kind: SourceKind::ExportDir,
                 model_file: file,
                 file_size,
+                pending_checksum: None,
             });
         }
         let bytes = FileBytes::open(&file, map)?;
@@ -239,9 +272,25 @@ impl ModelSource {
                 ));
             }
         }
-        let (header, model_at) = Bundle::parse(&bytes)
-            .and_then(|(header, at)| checked(&header, &bytes[at..]).map(|()| (header, at)))
-            .map_err(|e| with_path(&file, e))?;
+        // A mapped view leaves the payload checksum to its reader, which hashes the weights
+        // as it reads them instead of in a pass of their own; any error found before that
+        // comes from the full check, which names a checksum mismatch first.
+        let unverified = if map {
+            Bundle::parse_unverified(&bytes)
+                .and_then(|(header, at, crc)| {
+                    checked(&header, &bytes[at..]).map(|()| (header, at, Some(crc)))
+                })
+                .ok()
+        } else {
+            None
+        };
+        let (header, model_at, pending_checksum) = match unverified {
+            Some(parsed) => parsed,
+            None => Bundle::parse(&bytes)
+                .and_then(|(header, at)| checked(&header, &bytes[at..]).map(|()| (header, at)))
+                .map(|(header, at)| (header, at, None))
+                .map_err(|e| with_path(&file, e))?,
+        };
         Ok(ModelView {
             header,
             bytes,
@@ -249,6 +298,7 @@ impl ModelSource {
             kind: SourceKind::Bundle,
             model_file: file,
             file_size,
+            pending_checksum,
         })
     }
 }

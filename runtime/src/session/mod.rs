@@ -21,6 +21,7 @@ pub use edgebert_kernels::int8_gemm;
 pub mod fused;
 pub mod fused_attention;
 pub mod int8_linear;
+pub mod mapped_embedding;
 pub mod masked_quantize;
 pub mod passes;
 pub mod shared_weights;
@@ -73,6 +74,9 @@ pub struct SessionOptions {
     /// merge) as one fused op ([`fused_attention`]). Default: on where its AVX2+FMA kernel runs
     /// (x86-64), where it is faster than tract's op sequence; elsewhere tract's ops.
     pub fuse_attention: bool,
+    /// Sessions opened from a file map the word-embedding matrix and read only the rows a text
+    /// uses ([`mapped_embedding`]; the default), instead of loading it like any weight.
+    pub map_embedding: bool,
 }
 
 impl Default for SessionOptions {
@@ -86,6 +90,7 @@ impl Default for SessionOptions {
             file_weights_min_bytes: weights::MIN_EXTERNAL_BYTES,
             fuse_layer_norm: true,
             fuse_attention: edgebert_kernels::attention::fma_available(),
+            map_embedding: true,
         }
     }
 }
@@ -158,6 +163,33 @@ pub struct Session {
     reload: Option<Reload>,
     /// The logits outlet: node name and slot in the parsed graph.
     output: (String, usize),
+}
+
+/// The large initializers a skeleton left in the model file, that file, and the bundle
+/// checksum still to be checked as they are read.
+struct External {
+    tensors: Vec<weights::ExternalTensor>,
+    file: std::path::PathBuf,
+    payload_check: Option<weights::PayloadChecksum>,
+}
+
+/// Hashes the payload of the bundle `file` whole: `Ok` when it has the `expected` checksum,
+/// else the checksum error (or the error reading it).
+fn payload_crc_of(file: &Path, expected: u32) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
+    f.seek(SeekFrom::Start(crate::bundle::PREAMBLE_LEN as u64))
+        .map_err(|e| Error::io(file, e))?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(file, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    crate::model_source::checksum_result(file, expected, hasher.finalize())
 }
 
 /// The ONNX skeleton and the file its weights are read from: a fresh parsed graph on demand.
@@ -253,17 +285,42 @@ impl Session {
             }
             _ => None,
         };
+        // The bundle checksum: the bytes between the weights hashed now, the weights as they
+        // are read ([`weights::PayloadChecksum`]); without a skeleton, hashed whole now.
+        let payload_check = match (&skeleton, view.pending_checksum) {
+            (Some(sk), Some(expected)) => weights::PayloadChecksum::of_gaps(
+                &view.bytes,
+                crate::bundle::PREAMBLE_LEN as u64,
+                &sk.tensors,
+                expected,
+            ),
+            _ => None,
+        };
+        if payload_check.is_none() {
+            view.verify_checksum()?;
+        }
         match skeleton {
             Some(skeleton) => {
                 // Unmap before tract loads the weights: mapped pages count as resident.
-                let ModelView { header, bytes, .. } = view;
-                drop(bytes);
-                Session::from_proto(
+                let ModelView {
                     header,
-                    skeleton.model,
-                    Some((skeleton.tensors, model_file)),
-                    options,
-                )
+                    bytes,
+                    pending_checksum,
+                    ..
+                } = view;
+                drop(bytes);
+                let external = External {
+                    tensors: skeleton.tensors,
+                    file: model_file.clone(),
+                    payload_check,
+                };
+                Session::from_proto(header, skeleton.model, Some(external), options).map_err(|e| {
+                    // A corrupt file fails wherever it is first read: name the checksum.
+                    match pending_checksum.map(|expected| payload_crc_of(&model_file, expected)) {
+                        Some(Err(checksum)) => checksum,
+                        _ => e,
+                    }
+                })
             }
             // Not a protobuf this walker follows: decode it whole (the error, if any, is the
             // decoder's).
@@ -297,7 +354,7 @@ impl Session {
     fn from_proto(
         header: BundleHeader,
         mut proto: tract_onnx::pb::ModelProto,
-        external: Option<(Vec<weights::ExternalTensor>, std::path::PathBuf)>,
+        external: Option<External>,
         options: SessionOptions,
     ) -> Result<Session> {
         let tokenizer = header.tokenizer()?;
@@ -308,20 +365,34 @@ impl Session {
             fused_attention::fuse_attention(&mut proto);
         }
         let int8_path = int8::apply(&mut proto, options.int8);
-        let reload = external.map(|(tensors, file)| {
-            let skeleton = weights::Skeleton {
-                model: proto.clone(),
+        let (reload, payload_check) = match external {
+            Some(External {
                 tensors,
-            };
-            let weights = weights::FileWeights::new(file, &skeleton);
-            Reload { skeleton, weights }
-        });
+                file,
+                payload_check,
+            }) => {
+                let skeleton = weights::Skeleton {
+                    model: proto.clone(),
+                    tensors,
+                };
+                let weights = weights::FileWeights::open(&file, &skeleton)
+                    .map_err(|e| Error::io(&file, e))?
+                    .with_mapped_embedding(options.map_embedding, payload_check.is_some());
+                (Some(Reload { skeleton, weights }), payload_check)
+            }
+            None => (None, None),
+        };
         let mut model = match &reload {
             Some(r) => guarded("parsing ONNX", || weights::parse(&r.skeleton, &r.weights))?,
             None => guarded("parsing ONNX", || {
                 int8_linear::onnx().model_for_proto_model(&proto)
             })?,
         };
+        if let (Some(check), Some(r)) = (&payload_check, &reload) {
+            let file = r.weights.file();
+            let (expected, actual) = check.check(&r.weights).map_err(|e| Error::io(file, e))?;
+            crate::model_source::checksum_result(file, expected, actual)?;
+        }
         drop(proto);
         match int8_path {
             Int8Path::Dequantized(_) => {
@@ -464,6 +535,14 @@ impl Session {
             let t = &r.skeleton.tensors;
             (t.len(), t.iter().map(|t| t.len).sum())
         })
+    }
+
+    /// Whether this session reads the word-embedding rows from the mapped model file
+    /// ([`mapped_embedding`]) instead of holding the matrix.
+    pub fn maps_embedding(&self) -> bool {
+        self.reload
+            .as_ref()
+            .is_some_and(|r| r.weights.mapped_embedding_rows().is_some())
     }
 
     /// Maximum tokens per input (longer texts are truncated).
@@ -792,7 +871,9 @@ fn word_embedding_rows(model: &InferenceModel) -> Option<(String, u64)> {
             for out in &model.node(id).outputs {
                 for succ in &out.successors {
                     let node = model.node(succ.node);
-                    if node.op().name() == "Gather" && succ.slot == 1 {
+                    let name = node.op().name();
+                    let gather = name == "Gather" || name == mapped_embedding::MAPPED_GATHER;
+                    if gather && succ.slot == 1 {
                         let w = *node.inputs.first()?;
                         let fact = model.outlet_fact(w).ok()?;
                         let rows = fact
