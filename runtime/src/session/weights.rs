@@ -500,7 +500,7 @@ impl PayloadChecksum {
 ///
 /// Each external initializer whose type tract reads as raw bytes is first turned into a typed
 /// graph input, and after parsing that input becomes a constant whose tensor the file's bytes
-/// were read straight into ([`FileWeights::read_tensor`]): tract's own route for external data
+/// were read straight into (`FileWeights::read_tensor`): tract's own route for external data
 /// reads into a buffer and copies it into a tensor, one more write of every weight into fresh
 /// memory (MiniLM fp32: 91 MB). Any other external initializer takes tract's route.
 pub fn parse(skeleton: &Skeleton, weights: &FileWeights) -> TractResult<InferenceModel> {
