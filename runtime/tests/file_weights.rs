@@ -128,6 +128,8 @@ fn a_bundle_with_a_flipped_bit_fails_to_open_wherever_the_bit_is() {
         ),
         ("a weight tract reads", (smallest.offset + 1) as usize),
         ("the bytes between weights", first_gap),
+        ("the header", 24 + 4 + 3),
+        ("the header's last byte", model_at - 1),
         ("the last byte", good.len() - 1),
     ] {
         let mut bad = good.clone();

@@ -1,6 +1,7 @@
 //! Replays the committed fuzz corpora in normal `cargo test`: runtime/fuzz/corpus/bundle_reader
 //! through the bundle reader (every input returns without panicking, the seeds named `valid-*`
-//! load) and runtime/fuzz/corpus/tokenizer_encode through the tokenizer, with the same checks as
+//! load), runtime/fuzz/corpus/tokenizer_encode through the tokenizer and
+//! runtime/fuzz/corpus/model_skeleton through the weight-skeleton walker, with the same checks as
 //! the fuzz targets.
 mod common;
 
@@ -146,4 +147,48 @@ fn tokenizer_corpus_replays_without_panic() {
         encoded >= 1 && rejected >= 1,
         "{encoded} encoded, {rejected} rejected"
     );
+}
+
+/// The checks of `fuzz_targets/model_skeleton.rs`; true when a skeleton was made.
+fn exercise_skeleton(data: &[u8]) -> bool {
+    use edgebert_runtime::session::weights::{skeleton, PayloadChecksum};
+    let mut made = false;
+    for min_bytes in [1, 16, 1024] {
+        if let Ok(s) = skeleton(data, 0, "model.onnx", min_bytes) {
+            assert!(
+                PayloadChecksum::of_gaps(data, 0, &s.tensors, 0).is_some(),
+                "weight ranges outside the bytes or out of order: {:?}",
+                s.tensors
+            );
+            made = true;
+        }
+    }
+    made
+}
+
+#[test]
+fn model_skeleton_corpus_replays_without_panic() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/model_skeleton");
+    let (mut n, mut valid) = (0, 0);
+    for entry in std::fs::read_dir(dir).expect("model_skeleton corpus dir exists") {
+        let path = entry.expect("entry").path();
+        let data = std::fs::read(&path).expect("read corpus file");
+        let made = exercise_skeleton(&data);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        if name.starts_with("valid-") {
+            assert!(made, "{name} must give a skeleton");
+            valid += 1;
+        }
+        // Every prefix of a small input, and a few hundred of a large one.
+        let step = (data.len() / 300).max(1);
+        for len in (0..data.len()).step_by(step) {
+            exercise_skeleton(&data[..len]);
+        }
+        n += 1;
+    }
+    assert!(n >= 5, "corpus has only {n} files");
+    assert!(valid >= 1, "corpus has no valid-* seed");
 }

@@ -165,12 +165,11 @@ pub struct Session {
     output: (String, usize),
 }
 
-/// The large initializers a skeleton left in the model file, that file, and the bundle
-/// checksum still to be checked as they are read.
+/// The large initializers a skeleton left in the model file, and their reader (holding them
+/// read and verified).
 struct External {
     tensors: Vec<weights::ExternalTensor>,
-    file: std::path::PathBuf,
-    payload_check: Option<weights::PayloadChecksum>,
+    weights: weights::FileWeights,
 }
 
 /// Hashes the payload of the bundle `file` whole: `Ok` when it has the `expected` checksum,
@@ -309,12 +308,16 @@ impl Session {
                     ..
                 } = view;
                 drop(bytes);
-                let external = External {
-                    tensors: skeleton.tensors,
-                    file: model_file.clone(),
-                    payload_check,
-                };
-                Session::from_proto(header, skeleton.model, Some(external), options).map_err(|e| {
+                let opened =
+                    Session::verified_weights(&skeleton, &model_file, payload_check, &options)
+                        .and_then(|weights| {
+                            let external = External {
+                                tensors: skeleton.tensors,
+                                weights,
+                            };
+                            Session::from_proto(header, skeleton.model, Some(external), options)
+                        });
+                opened.map_err(|e| {
                     // A corrupt file fails wherever it is first read: name the checksum.
                     match pending_checksum.map(|expected| payload_crc_of(&model_file, expected)) {
                         Some(Err(checksum)) => checksum,
@@ -331,6 +334,26 @@ impl Session {
                 Session::from_bundle(Bundle { header, model }, options)
             }
         }
+    }
+
+    /// Opens the weights of `skeleton` in `file` and reads them (the word embedding mapped),
+    /// and checks the bundle checksum `payload_check` over everything read: a corrupt bundle is
+    /// refused before its header, graph or weights are used.
+    fn verified_weights(
+        skeleton: &weights::Skeleton,
+        file: &Path,
+        payload_check: Option<weights::PayloadChecksum>,
+        options: &SessionOptions,
+    ) -> Result<weights::FileWeights> {
+        let weights = weights::FileWeights::open(file, skeleton)
+            .map_err(|e| Error::io(file, e))?
+            .with_mapped_embedding(options.map_embedding, payload_check.is_some());
+        guarded("reading weights", || weights.preload(skeleton))?;
+        if let Some(check) = payload_check {
+            let (expected, actual) = check.check(&weights).map_err(|e| Error::io(file, e))?;
+            crate::model_source::checksum_result(file, expected, actual)?;
+        }
+        Ok(weights)
     }
 
     /// Builds a session from an in-memory bundle (the ONNX bytes are dropped once parsed).
@@ -365,34 +388,19 @@ impl Session {
             fused_attention::fuse_attention(&mut proto);
         }
         let int8_path = int8::apply(&mut proto, options.int8);
-        let (reload, payload_check) = match external {
-            Some(External {
+        let reload = external.map(|External { tensors, weights }| Reload {
+            skeleton: weights::Skeleton {
+                model: proto.clone(),
                 tensors,
-                file,
-                payload_check,
-            }) => {
-                let skeleton = weights::Skeleton {
-                    model: proto.clone(),
-                    tensors,
-                };
-                let weights = weights::FileWeights::open(&file, &skeleton)
-                    .map_err(|e| Error::io(&file, e))?
-                    .with_mapped_embedding(options.map_embedding, payload_check.is_some());
-                (Some(Reload { skeleton, weights }), payload_check)
-            }
-            None => (None, None),
-        };
+            },
+            weights,
+        });
         let mut model = match &reload {
             Some(r) => guarded("parsing ONNX", || weights::parse(&r.skeleton, &r.weights))?,
             None => guarded("parsing ONNX", || {
                 int8_linear::onnx().model_for_proto_model(&proto)
             })?,
         };
-        if let (Some(check), Some(r)) = (&payload_check, &reload) {
-            let file = r.weights.file();
-            let (expected, actual) = check.check(&r.weights).map_err(|e| Error::io(file, e))?;
-            crate::model_source::checksum_result(file, expected, actual)?;
-        }
         drop(proto);
         match int8_path {
             Int8Path::Dequantized(_) => {

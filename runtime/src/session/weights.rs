@@ -210,6 +210,8 @@ pub struct FileWeights {
     mapped: Arc<OnceLock<(usize, Arc<MappedMatrix>)>>,
     /// A tensor being hashed on another thread: (tensor index, the thread).
     background: Arc<Mutex<Option<BackgroundHash>>>,
+    /// Tensors read by [`FileWeights::preload`] and not yet handed to a parse, by index.
+    preloaded: Arc<Mutex<HashMap<usize, Tensor>>>,
 }
 
 /// A tensor index and the thread hashing it.
@@ -237,6 +239,7 @@ impl FileWeights {
             hash_mapped_now: false,
             mapped: Arc::new(OnceLock::new()),
             background: Arc::new(Mutex::new(None)),
+            preloaded: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -248,6 +251,44 @@ impl FileWeights {
         self.map_embedding = map;
         self.hash_mapped_now = hash_now;
         self
+    }
+
+    /// Reads every weight of `skeleton` that [`parse`] will inject into tensors kept for the
+    /// next parse, and maps the word embedding (hashed on another thread meanwhile when asked
+    /// for, [`FileWeights::with_mapped_embedding`]): afterwards every byte of the weights has
+    /// been hashed, so [`PayloadChecksum::check`] can vouch for the file before anything parses
+    /// it. Which tensor is the embedding is decided here on the skeleton as given; a parse that
+    /// decides otherwise (after graph rewrites) still finds every weight, read or readable.
+    pub fn preload(&self, skeleton: &Skeleton) -> TractResult<()> {
+        let mut proto = skeleton.model.clone();
+        let embedding = if self.map_embedding {
+            gathered_embedding(&proto, self)
+        } else {
+            None
+        };
+        let injected = external_initializers_as_inputs(&mut proto, self);
+        let mut read = HashMap::new();
+        for input in &injected {
+            if embedding.as_ref().is_some_and(|e| e.weights == input.name) {
+                mapped_matrix(input, self)?;
+                continue;
+            }
+            let tensor = self
+                .read_tensor(input.tensor, input.datum_type, &input.shape)
+                .map_err(|e| {
+                    anyhow::anyhow!("{}: weights {:?}: {e}", self.file.display(), input.name)
+                })?;
+            read.insert(input.tensor, tensor);
+        }
+        if let Ok(mut preloaded) = self.preloaded.lock() {
+            *preloaded = read;
+        }
+        Ok(())
+    }
+
+    /// The tensor [`FileWeights::preload`] read for external tensor `i`, if it is still held.
+    fn take_preloaded(&self, i: usize) -> Option<Tensor> {
+        self.preloaded.lock().ok()?.remove(&i)
     }
 
     /// Rows of the word-embedding matrix when a parse mapped it.
@@ -540,8 +581,14 @@ pub fn parse(skeleton: &Skeleton, weights: &FileWeights) -> TractResult<Inferenc
             map_embedding(&mut model, outlet, e, &input, weights)?;
             continue;
         }
-        let tensor = weights
-            .read_tensor(input.tensor, input.datum_type, &input.shape)
+        let preloaded = weights
+            .take_preloaded(input.tensor)
+            .filter(|t| t.datum_type() == input.datum_type && t.shape() == &input.shape[..]);
+        let tensor = preloaded
+            .map_or_else(
+                || weights.read_tensor(input.tensor, input.datum_type, &input.shape),
+                Ok,
+            )
             .map_err(|e| {
                 anyhow::anyhow!("{}: weights {:?}: {e}", weights.file.display(), input.name)
             })?
@@ -551,6 +598,10 @@ pub fn parse(skeleton: &Skeleton, weights: &FileWeights) -> TractResult<Inferenc
         node.op = Box::new(tract_onnx::tract_core::ops::konst::Const::new(tensor)?);
         node.outputs[0].fact = fact.into();
         model.inputs.retain(|o| *o != outlet);
+    }
+    // Weights preloaded for a graph the rewrites changed are not kept.
+    if let Ok(mut preloaded) = weights.preloaded.lock() {
+        preloaded.clear();
     }
     Ok(model)
 }
@@ -609,22 +660,14 @@ fn gathered_embedding(
     })
 }
 
-/// Replaces the source `outlet` (the embedding matrix made a graph input) by a placeholder
-/// constant of its rows and no columns, and the `Gather` reading it by the lookup over the
-/// mapped matrix ([`super::mapped_embedding`]).
-fn map_embedding(
-    model: &mut InferenceModel,
-    outlet: OutletId,
-    embedding: &GatheredEmbedding,
-    input: &InjectedWeights,
-    weights: &FileWeights,
-) -> TractResult<()> {
-    use super::mapped_embedding::MappedGatherNode;
+/// The embedding matrix `input` mapped from the file (once per [`FileWeights`], shared by
+/// later parses), its checksum started on another thread when one will be asked for.
+fn mapped_matrix(input: &InjectedWeights, weights: &FileWeights) -> TractResult<Arc<MappedMatrix>> {
     let [rows, cols] = input.shape[..] else {
         anyhow::bail!("embedding {:?} is not 2-D", input.name);
     };
-    let mapped = match weights.mapped.get() {
-        Some((i, m)) if *i == input.tensor => m.clone(),
+    match weights.mapped.get() {
+        Some((i, m)) if *i == input.tensor => Ok(m.clone()),
         Some(_) => anyhow::bail!("a second mapped embedding"),
         None => {
             let t = &weights.tensors[input.tensor];
@@ -640,15 +683,29 @@ fn map_embedding(
                 anyhow::anyhow!("{}: mapping {:?}: {e}", weights.file.display(), input.name)
             })?;
             weights.hash_in_background(input.tensor);
-            weights
+            Ok(weights
                 .mapped
                 .get_or_init(|| (input.tensor, Arc::new(m)))
                 .1
-                .clone()
+                .clone())
         }
-    };
+    }
+}
+
+/// Replaces the source `outlet` (the embedding matrix made a graph input) by a placeholder
+/// constant of its rows and no columns, and the `Gather` reading it by the lookup over the
+/// mapped matrix ([`super::mapped_embedding`]).
+fn map_embedding(
+    model: &mut InferenceModel,
+    outlet: OutletId,
+    embedding: &GatheredEmbedding,
+    input: &InjectedWeights,
+    weights: &FileWeights,
+) -> TractResult<()> {
+    use super::mapped_embedding::MappedGatherNode;
+    let mapped = mapped_matrix(input, weights)?;
     let gather = model.node_id_by_name(&embedding.gather)?;
-    let placeholder = Tensor::zero_dt(input.datum_type, &[rows, 0])?.into_arc_tensor();
+    let placeholder = Tensor::zero_dt(input.datum_type, &[mapped.rows(), 0])?.into_arc_tensor();
     let fact = TypedFact::try_from(placeholder.clone())?;
     let node = model.node_mut(outlet.node);
     node.op = Box::new(tract_onnx::tract_core::ops::konst::Const::new(placeholder)?);
