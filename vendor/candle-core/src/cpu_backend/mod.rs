@@ -344,6 +344,23 @@ impl ReduceSum<'_> {
                     }
                     return Ok(dst);
                 };
+                // edgebert patch (vendor/README.md): reducing over the leading dimensions (a
+                // bias gradient: `[rows, features] -> [features]`) adds whole rows into the
+                // destination, in the same order as the loop below, without its per-element
+                // index arithmetic.
+                let reduce_over_first_dims = self
+                    .reduce_dims
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &v)| v == i);
+                if reduce_over_first_dims && !dst.is_empty() {
+                    for row in src.chunks_exact(dst.len()) {
+                        for (d, &s) in dst.iter_mut().zip(row) {
+                            *d += s;
+                        }
+                    }
+                    return Ok(dst);
+                }
                 for (unstr_index, &src) in src.iter().enumerate() {
                     let mut dst_index = unstr_index;
                     // Set the reduce_dims indexes to 0.
