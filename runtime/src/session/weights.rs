@@ -260,13 +260,7 @@ impl FileWeights {
     /// it. Which tensor is the embedding is decided here on the skeleton as given; a parse that
     /// decides otherwise (after graph rewrites) still finds every weight, read or readable.
     pub fn preload(&self, skeleton: &Skeleton) -> TractResult<()> {
-        let mut proto = skeleton.model.clone();
-        let embedding = if self.map_embedding {
-            gathered_embedding(&proto, self)
-        } else {
-            None
-        };
-        let injected = external_initializers_as_inputs(&mut proto, self);
+        let (_, embedding, injected) = self.weights_as_inputs(skeleton);
         let mut read = HashMap::new();
         for input in &injected {
             if embedding.as_ref().is_some_and(|e| e.weights == input.name) {
@@ -284,6 +278,27 @@ impl FileWeights {
             *preloaded = read;
         }
         Ok(())
+    }
+
+    /// `skeleton`'s model with its external weights made graph inputs
+    /// ([`external_initializers_as_inputs`]), the word-embedding lookup to map (when mapping is
+    /// on) and the weights made inputs.
+    fn weights_as_inputs(
+        &self,
+        skeleton: &Skeleton,
+    ) -> (
+        tract_onnx::pb::ModelProto,
+        Option<GatheredEmbedding>,
+        Vec<InjectedWeights>,
+    ) {
+        let mut proto = skeleton.model.clone();
+        let embedding = if self.map_embedding {
+            gathered_embedding(&proto, self)
+        } else {
+            None
+        };
+        let injected = external_initializers_as_inputs(&mut proto, self);
+        (proto, embedding, injected)
     }
 
     /// The tensor [`FileWeights::preload`] read for external tensor `i`, if it is still held.
@@ -552,13 +567,7 @@ pub fn parse(skeleton: &Skeleton, weights: &FileWeights) -> TractResult<Inferenc
     let dir = dir
         .to_str()
         .ok_or_else(|| anyhow::anyhow!("{}: directory name is not UTF-8", dir.display()))?;
-    let mut proto = skeleton.model.clone();
-    let embedding = if weights.map_embedding {
-        gathered_embedding(&proto, weights)
-    } else {
-        None
-    };
-    let injected = external_initializers_as_inputs(&mut proto, weights);
+    let (proto, embedding, injected) = weights.weights_as_inputs(skeleton);
     let mut onnx = super::int8_linear::onnx();
     onnx.provider = std::sync::Arc::new(weights.clone());
     let parsed = onnx.parse(&proto, Some(dir))?;
