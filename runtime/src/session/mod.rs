@@ -308,22 +308,23 @@ impl Session {
                     ..
                 } = view;
                 drop(bytes);
-                let opened =
+                let weights =
                     Session::verified_weights(&skeleton, &model_file, payload_check, &options)
-                        .and_then(|weights| {
-                            let external = External {
-                                tensors: skeleton.tensors,
-                                weights,
-                            };
-                            Session::from_proto(header, skeleton.model, Some(external), options)
-                        });
-                opened.map_err(|e| {
-                    // A corrupt file fails wherever it is first read: name the checksum.
-                    match pending_checksum.map(|expected| payload_crc_of(&model_file, expected)) {
-                        Some(Err(checksum)) => checksum,
-                        _ => e,
-                    }
-                })
+                        .map_err(|e| {
+                            // A corrupt file may fail before its checksum is complete: name the
+                            // checksum. (Once verified, later errors are the model's own.)
+                            let whole = pending_checksum
+                                .map(|expected| payload_crc_of(&model_file, expected));
+                            match whole {
+                                Some(Err(checksum)) => checksum,
+                                _ => e,
+                            }
+                        })?;
+                let external = External {
+                    tensors: skeleton.tensors,
+                    weights,
+                };
+                Session::from_proto(header, skeleton.model, Some(external), options)
             }
             // Not a protobuf this walker follows: decode it whole (the error, if any, is the
             // decoder's).
