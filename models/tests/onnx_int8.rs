@@ -440,11 +440,11 @@ fn runtime_dequantize_fallback_rewrites_every_linear() {
 /// against the file as it is; on padded batches against the native path with the runtime's
 /// masked quantizers (activation statistics from real tokens only). A text padded with any
 /// number of padding tokens gives exactly the file's result on the text alone. `auto` takes the
-/// kernel on an AVX2 CPU without int8 dot products only for 7-bit exports.
+/// kernel on every AVX-512 VNNI CPU, and on an AVX2 CPU without it only for 7-bit exports.
 #[test]
 fn runtime_int8_kernel_equals_tracts_integer_path_bit_for_bit() {
     use edgebert_runtime::session::int8::{apply, cpu_has_int8_dot, Int8Mode, Int8Path};
-    use edgebert_runtime::session::int8_gemm::avx2_available;
+    use edgebert_runtime::session::int8_gemm::{avx2_available, avx512_vnni_available};
     use edgebert_runtime::session::int8_linear::MASKED_OP_TYPE as OP_TYPE;
     for arch in [Architecture::DistilBert, Architecture::Bert] {
         for (scales, range) in [
@@ -542,7 +542,9 @@ fn runtime_int8_kernel_equals_tracts_integer_path_bit_for_bit() {
 
             let mut auto = ModelProto::decode(&q[..]).unwrap();
             let path = apply(&mut auto, Int8Mode::Auto);
-            let want = if cpu_has_int8_dot() {
+            let want = if avx512_vnni_available() {
+                Int8Path::Kernel(linears)
+            } else if cpu_has_int8_dot() {
                 Int8Path::Native
             } else if avx2_available() && range == WeightRange::Reduced {
                 Int8Path::Kernel(linears)

@@ -155,7 +155,14 @@ fn int8_export_writes_the_contract_and_verifies_with_the_runtime() {
             .collect::<Vec<_>>()
     };
     let (fused, unfused) = (fp32_logits(true), fp32_logits(false));
-    assert_ne!(fused, unfused, "two code paths, identical bits?");
+    // Two code paths (on an AVX-512 CPU they can agree bit for bit: the kernel's exp is
+    // tract's), so check that the fused one exists: every layer's block matches.
+    let onnx = std::fs::read(out.join("model.fp32.onnx")).expect("read model.fp32.onnx");
+    assert_eq!(
+        edgebert_runtime::session::fused_attention::attention_blocks(&onnx),
+        2,
+        "one fused attention block per layer of the tiny model"
+    );
     for (a, b) in fused.iter().flatten().zip(unfused.iter().flatten()) {
         assert!((a - b).abs() <= 1e-5, "fused {a} vs tract {b}");
     }

@@ -18,6 +18,8 @@
 /// Which implementation [`attention`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttentionKernel {
+    /// AVX-512 F (x86-64): the FMA kernel's arithmetic on 16 lanes, 32 output columns per tile.
+    Avx512,
     /// AVX2 + FMA (x86-64).
     Fma,
     /// Plain Rust (any CPU).
@@ -27,7 +29,9 @@ pub enum AttentionKernel {
 impl AttentionKernel {
     /// The fastest kernel this CPU runs.
     pub fn best() -> AttentionKernel {
-        if fma_available() {
+        if avx512_available() {
+            AttentionKernel::Avx512
+        } else if fma_available() {
             AttentionKernel::Fma
         } else {
             AttentionKernel::Portable
@@ -40,6 +44,18 @@ pub fn fma_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether this CPU runs [`AttentionKernel::Avx512`].
+pub fn avx512_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -109,7 +125,7 @@ const TILE: usize = 16;
 ///
 /// Returns `false`, with `out` untouched, when the sizes disagree (`q`, `k`, `v` or `out` not
 /// of [`AttentionShape::values`] values, `mask` too short for `strides`, a key stride above 1) or
-/// when `kernel` is [`AttentionKernel::Fma`] on a CPU without it.
+/// when `kernel` is [`AttentionKernel::Fma`] or [`AttentionKernel::Avx512`] on a CPU without it.
 #[allow(clippy::too_many_arguments)]
 pub fn attention(
     q: &[f32],
@@ -128,7 +144,9 @@ pub fn attention(
     if [q.len(), k.len(), v.len(), out.len()] != [len; 4] || strides.key > 1 {
         return false;
     }
-    if kernel == AttentionKernel::Fma && !fma_available() {
+    if (kernel == AttentionKernel::Fma && !fma_available())
+        || (kernel == AttentionKernel::Avx512 && !avx512_available())
+    {
         return false;
     }
     if len == 0 {
@@ -197,6 +215,17 @@ pub fn attention(
                     &mask[start..]
                 };
                 match kernel {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: AVX-512 F is available (checked above); every buffer holds the
+                    // rows and padded columns the products read and write.
+                    AttentionKernel::Avx512 => unsafe {
+                        avx512::products(q_rows, width, keys_t, keys, head_dim, scores, keys, r);
+                        for i in 0..r {
+                            let row = &mut scores[i * keys..(i + 1) * keys];
+                            avx512::softmax(row, seq, rows_mask(i), strides.key);
+                        }
+                        avx512::products(scores, keys, values, dims, seq, context, dims, r);
+                    },
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: AVX2 and FMA are available (checked above); every buffer holds the
                     // rows and padded columns the products read and write.
@@ -421,6 +450,153 @@ mod fma {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{add_mask, TILE};
+    use std::arch::x86_64::*;
+
+    /// [`super::fma::products`] on 16-lane registers: 32 output columns per tile while at
+    /// least 32 remain, then 16. Each output is the same chain of fused multiply-adds, in the
+    /// same order, as in the AVX2 kernel.
+    ///
+    /// # Safety
+    /// AVX-512 F is available; `a` holds `(r − 1) × a_stride + depth` values, `b`
+    /// `depth × b_stride`, `c` `(r − 1) × c_stride + b_stride`; `b_stride` is a multiple of 16.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn products(
+        a: &[f32],
+        a_stride: usize,
+        b: &[f32],
+        b_stride: usize,
+        depth: usize,
+        c: &mut [f32],
+        c_stride: usize,
+        r: usize,
+    ) {
+        let mut j = 0;
+        while j < b_stride {
+            let args = (a, a_stride, &b[j..], b_stride, depth, &mut c[j..], c_stride);
+            if j + 2 * TILE <= b_stride {
+                match r {
+                    4 => tile::<4, 2>(args),
+                    3 => tile::<3, 2>(args),
+                    2 => tile::<2, 2>(args),
+                    _ => tile::<1, 2>(args),
+                }
+                j += 2 * TILE;
+            } else {
+                match r {
+                    4 => tile::<4, 1>(args),
+                    3 => tile::<3, 1>(args),
+                    2 => tile::<2, 1>(args),
+                    _ => tile::<1, 1>(args),
+                }
+                j += TILE;
+            }
+        }
+    }
+
+    type TileArgs<'a> = (
+        &'a [f32],
+        usize,
+        &'a [f32],
+        usize,
+        usize,
+        &'a mut [f32],
+        usize,
+    );
+
+    /// One `R × 16·W` output tile.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile<const R: usize, const W: usize>(
+        (a, a_stride, b, b_stride, depth, c, c_stride): TileArgs,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); W]; R];
+        let (a, b) = (a.as_ptr(), b.as_ptr());
+        for p in 0..depth {
+            let mut bv = [_mm512_setzero_ps(); W];
+            for (w, v) in bv.iter_mut().enumerate() {
+                *v = _mm512_loadu_ps(b.add(p * b_stride + w * 16));
+            }
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let x = _mm512_set1_ps(*a.add(i * a_stride + p));
+                for (w, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm512_fmadd_ps(x, bv[w], *acc);
+                }
+            }
+        }
+        let c = c.as_mut_ptr();
+        for (i, acc) in acc.iter().enumerate() {
+            for (w, acc) in acc.iter().enumerate() {
+                _mm512_storeu_ps(c.add(i * c_stride + w * 16), *acc);
+            }
+        }
+    }
+
+    /// [`super::fma`]'s `exp8` on 16 lanes (same reduction and polynomial).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn exp16(x: __m512) -> __m512 {
+        let k = _mm512_cvtps_epi32(_mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)));
+        let kf = _mm512_cvtepi32_ps(k);
+        let mut r = _mm512_fnmadd_ps(kf, _mm512_set1_ps(0.693_145_75), x);
+        r = _mm512_fnmadd_ps(kf, _mm512_set1_ps(1.428_606_8e-6), r);
+        let mut p = _mm512_set1_ps(8.297_654e-3);
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.191_538e-2));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.666_757_5e-1));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.999_889_4e-1));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(9.999_997e-1));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.000_000_1));
+        let biased = _mm512_max_epi32(
+            _mm512_min_epi32(
+                _mm512_add_epi32(k, _mm512_set1_epi32(127)),
+                _mm512_set1_epi32(254),
+            ),
+            _mm512_set1_epi32(1),
+        );
+        let scale = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(biased));
+        let keep = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_set1_ps(-103.0));
+        _mm512_maskz_mul_ps(keep, p, scale)
+    }
+
+    /// Softmax of `row[..seq]` after adding the mask; `row[seq..]` set to zero. `row.len()`
+    /// is a multiple of 16.
+    ///
+    /// # Safety
+    /// AVX-512 F is available.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn softmax(row: &mut [f32], seq: usize, mask: &[f32], key_stride: usize) {
+        add_mask(&mut row[..seq], mask, key_stride);
+        // Padding lanes: −∞, so that they add nothing to the max and exp to 0.
+        row[seq..].fill(f32::NEG_INFINITY);
+        let n = row.len();
+        let p = row.as_mut_ptr();
+        let mut m = _mm512_set1_ps(f32::NEG_INFINITY);
+        let mut i = 0;
+        while i < n {
+            m = _mm512_max_ps(m, _mm512_loadu_ps(p.add(i)));
+            i += 16;
+        }
+        let vm = _mm512_set1_ps(_mm512_reduce_max_ps(m));
+        let mut sum = _mm512_setzero_ps();
+        i = 0;
+        while i < n {
+            let e = exp16(_mm512_sub_ps(_mm512_loadu_ps(p.add(i)), vm));
+            _mm512_storeu_ps(p.add(i), e);
+            sum = _mm512_add_ps(sum, e);
+            i += 16;
+        }
+        let inv = _mm512_set1_ps(1.0 / _mm512_reduce_add_ps(sum));
+        i = 0;
+        while i < n {
+            _mm512_storeu_ps(p.add(i), _mm512_mul_ps(_mm512_loadu_ps(p.add(i)), inv));
+            i += 16;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -476,6 +652,9 @@ mod tests {
         let mut k = vec![AttentionKernel::Portable];
         if fma_available() {
             k.push(AttentionKernel::Fma);
+        }
+        if avx512_available() {
+            k.push(AttentionKernel::Avx512);
         }
         k
     }

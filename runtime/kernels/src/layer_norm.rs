@@ -32,6 +32,36 @@ pub fn layer_norm(
     {
         return false;
     }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512 F (checked on the line above).
+            unsafe { x86::rows_avx512(x, residual, gamma, beta, epsilon, y) };
+            return true;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked on the line above).
+            unsafe { x86::rows_avx2(x, residual, gamma, beta, epsilon, y) };
+            return true;
+        }
+    }
+    rows(x, residual, gamma, beta, epsilon, y);
+    true
+}
+
+/// The rows of [`layer_norm`], sizes checked. Compiled once per vector width ([`x86`]) from this
+/// one body: each f64 lane and each element sees the same operations in the same order at any
+/// width, so the results are bit-identical.
+#[inline(always)]
+fn rows(
+    x: &[f32],
+    residual: Option<&[f32]>,
+    gamma: &[f32],
+    beta: &[f32],
+    epsilon: f32,
+    y: &mut [f32],
+) {
+    let h = gamma.len();
     for (i, (row, out)) in x.chunks_exact(h).zip(y.chunks_exact_mut(h)).enumerate() {
         match residual {
             Some(r) => {
@@ -43,7 +73,37 @@ pub fn layer_norm(
         }
         normalize_in_place(out, gamma, beta, epsilon);
     }
-    true
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    /// # Safety
+    /// The CPU has AVX-512 F; sizes as [`super::layer_norm`] checks them.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn rows_avx512(
+        x: &[f32],
+        residual: Option<&[f32]>,
+        gamma: &[f32],
+        beta: &[f32],
+        epsilon: f32,
+        y: &mut [f32],
+    ) {
+        super::rows(x, residual, gamma, beta, epsilon, y)
+    }
+
+    /// # Safety
+    /// The CPU has AVX2; sizes as [`super::layer_norm`] checks them.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn rows_avx2(
+        x: &[f32],
+        residual: Option<&[f32]>,
+        gamma: &[f32],
+        beta: &[f32],
+        epsilon: f32,
+        y: &mut [f32],
+    ) {
+        super::rows(x, residual, gamma, beta, epsilon, y)
+    }
 }
 
 fn row_range(h: usize, row: usize) -> std::ops::Range<usize> {
@@ -51,6 +111,7 @@ fn row_range(h: usize, row: usize) -> std::ops::Range<usize> {
 }
 
 /// `s ← (s - mean) × inv_std × gamma + beta` for one row.
+#[inline(always)]
 fn normalize_in_place(s: &mut [f32], gamma: &[f32], beta: &[f32], epsilon: f32) {
     let n = s.len() as f64;
     let mean = lane_sum(s, f64::from) / n;
@@ -67,6 +128,7 @@ fn normalize_in_place(s: &mut [f32], gamma: &[f32], beta: &[f32], epsilon: f32) 
 
 /// `Σ f(v)` over `s` with [`LANES`] independent partial sums (vectorisable, and more exact
 /// than one running sum).
+#[inline(always)]
 fn lane_sum(s: &[f32], f: impl Fn(f32) -> f64) -> f64 {
     let mut lanes = [0f64; LANES];
     let mut chunks = s.chunks_exact(LANES);
@@ -131,6 +193,43 @@ mod tests {
                     .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
                     .fold(0f32, f32::max);
                 assert!(worst < 2e-6, "{rows}×{h} {}: {worst}", residual.is_some());
+            }
+        }
+    }
+
+    #[test]
+    fn every_vector_width_gives_the_same_bits() {
+        for (n_rows, h) in [(3, 7), (5, 384), (2, 769)] {
+            let x = values(n_rows * h, 3, 4.0);
+            let r = values(n_rows * h, 5, 1.0);
+            let gamma = values(h, 7, 1.5);
+            let beta = values(h, 9, 0.5);
+            for residual in [None, Some(&r[..])] {
+                let mut want = vec![0f32; x.len()];
+                rows(&x, residual, &gamma, &beta, 1e-12, &mut want);
+                #[cfg(target_arch = "x86_64")]
+                for (name, has) in [
+                    ("avx512", std::arch::is_x86_feature_detected!("avx512f")),
+                    ("avx2", std::arch::is_x86_feature_detected!("avx2")),
+                ] {
+                    if !has {
+                        continue;
+                    }
+                    let mut got = vec![0f32; x.len()];
+                    // SAFETY: the CPU has the feature (checked above).
+                    unsafe {
+                        match name {
+                            "avx512" => {
+                                x86::rows_avx512(&x, residual, &gamma, &beta, 1e-12, &mut got)
+                            }
+                            _ => x86::rows_avx2(&x, residual, &gamma, &beta, 1e-12, &mut got),
+                        }
+                    }
+                    assert_eq!(got, want, "{name}, {n_rows}×{h}");
+                }
+                let mut public = vec![0f32; x.len()];
+                assert!(layer_norm(&x, residual, &gamma, &beta, 1e-12, &mut public));
+                assert_eq!(public, want);
             }
         }
     }

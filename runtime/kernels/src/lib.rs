@@ -6,5 +6,6 @@
 //! slices in, plain slices out, each kernel tested against a scalar reference of the ONNX
 //! arithmetic it replaces.
 pub mod attention;
+pub mod gelu;
 pub mod int8_gemm;
 pub mod layer_norm;

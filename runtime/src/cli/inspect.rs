@@ -27,6 +27,13 @@ pub fn run(path: &Path, format: Format) -> Result<()> {
         Ok(mut proto) => int8::apply(&mut proto, Int8Mode::Auto).describe(),
         Err(e) => format!("unknown (the ONNX does not decode: {e})"),
     };
+    // Attention blocks a session on this CPU fuses into one op each (none where the fused
+    // kernel is off by default: CPUs without AVX2+FMA).
+    let attention_blocks = if edgebert_runtime::SessionOptions::default().fuse_attention {
+        edgebert_runtime::session::fused_attention::attention_blocks(&b.model)
+    } else {
+        0
+    };
     let v = serde_json::json!({
         "path": path.display().to_string(),
         "kind": kind,
@@ -40,6 +47,7 @@ pub fn run(path: &Path, format: Format) -> Result<()> {
         "output_name": h.output_name,
         "quantization": h.quantization,
         "int8_path": int8_path,
+        "fused_attention_blocks": attention_blocks,
         "model_format": h.model_format,
         "tokenizer": h.tokenizer,
         "metadata": h.metadata,
@@ -66,6 +74,7 @@ pub fn run(path: &Path, format: Format) -> Result<()> {
             println!("vocab:        {} tokens", tok.vocab_size());
             println!("quantization: {}", h.quantization);
             println!("int8 path:    {int8_path}");
+            println!("attention:    {attention_blocks} blocks fused into one op each");
             println!(
                 "onnx:         {} bytes, {} nodes, {} parameters",
                 b.model.len(),

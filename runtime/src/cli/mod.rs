@@ -91,10 +91,10 @@ struct ClassifyArgs {
     /// Cap on tokens per input (default and maximum: the model's max_len); longer texts are truncated.
     #[arg(long, value_name = "N")]
     max_len: Option<usize>,
-    /// int8 models: `auto` uses tract's integer kernels where the CPU has int8 dot products
-    /// (AVX-512 VNNI, ARM dotprod), edgebert's AVX2 int8 kernel on other x86-64 CPUs when the
-    /// codes are 7-bit (the exporter's default), and dequantizes the weights to fp32 at load
-    /// elsewhere; `native`/`kernel`/`dequantize` force one.
+    /// int8 models: `auto` uses edgebert's int8 kernel on x86-64 CPUs with AVX-512 VNNI, and on
+    /// AVX2 ones when the codes are 7-bit (the exporter's default), tract's integer kernels on
+    /// ARM CPUs with dotprod, and dequantizes the weights to fp32 at load elsewhere;
+    /// `native`/`kernel`/`dequantize` force one.
     #[arg(long, value_enum, default_value_t = Int8Arg::Auto)]
     int8: Int8Arg,
     /// Texts to classify; none: read one text per stdin line.
@@ -128,14 +128,14 @@ struct BenchArgs {
 /// `--int8` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Int8Arg {
-    /// tract's integer kernels where the CPU has int8 dot products; edgebert's AVX2 int8 kernel on
-    /// other x86-64 CPUs when the model's codes are 7-bit; dequantized fp32 weights elsewhere.
+    /// edgebert's int8 kernel on x86-64 with AVX-512 VNNI, or AVX2 when the model's codes are
+    /// 7-bit; tract's integer kernels on ARM with dotprod; dequantized fp32 weights elsewhere.
     Auto,
     /// Always tract's integer kernels (MatMulInteger).
     Native,
     /// Always dequantize int8 weights to fp32 at load.
     Dequantize,
-    /// Always edgebert's own int8 Linear kernel (AVX2, or a slow portable loop without it).
+    /// Always edgebert's own int8 Linear kernel (AVX-512 VNNI or AVX2, else a slow portable loop).
     Kernel,
 }
 

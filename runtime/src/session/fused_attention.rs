@@ -214,6 +214,13 @@ fn match_block(ix: &Index, s: usize) -> Option<Match> {
     })
 }
 
+/// How many attention blocks of the ONNX model `onnx` a session would fuse (0 when the bytes do
+/// not decode).
+pub fn attention_blocks(onnx: &[u8]) -> usize {
+    use prost::Message;
+    ModelProto::decode(onnx).map_or(0, |mut m| fuse_attention(&mut m))
+}
+
 /// Rewrites every matching attention block of the main graph; returns how many.
 pub fn fuse_attention(model: &mut ModelProto) -> usize {
     if opset(model) < 13 {

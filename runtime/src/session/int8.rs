@@ -3,13 +3,15 @@
 //! one of three ways:
 //!
 //! - **native**: tract's integer kernels, as written. They beat tract's fp32 GEMM only with
-//!   int8 dot-product instructions (x86 AVX-512 VNNI, ARM `dotprod`); on a plain AVX2 x86 they
-//!   are far slower (MiniLM at 16 tokens: ≈ 30×, nearly all of it in `avx2_mmm_i32_8x8`).
+//!   int8 dot-product instructions; `auto` takes them on ARM CPUs with `dotprod`. On a plain
+//!   AVX2 x86 they are far slower (MiniLM at 16 tokens: ≈ 30×, nearly all of it in
+//!   `avx2_mmm_i32_8x8`), and even with AVX-512 VNNI (AMD Zen 5) they were ≈ 2× slower than
+//!   the kernel path below.
 //! - **kernel**: each block (and the bias `Add` after it) becomes one `EdgebertInt8Linear` node
-//!   ([`super::int8_linear`]) over edgebert's own AVX2 `u8 × i8` kernel ([`super::int8_gemm`]),
-//!   with results bit-identical to the native path. `auto` takes it on AVX2 CPUs without int8
-//!   dot products when the model records 7-bit codes, the only ones the AVX2 kernel runs
-//!   exactly.
+//!   ([`super::int8_linear`]) over edgebert's own `u8 × i8` kernels ([`super::int8_gemm`]:
+//!   AVX-512 VNNI, or AVX2), with results bit-identical to the native path. `auto` takes it on
+//!   every x86-64 CPU with AVX-512 VNNI (exact for any code), and on AVX2 CPUs when the model
+//!   records 7-bit codes, the only ones the AVX2 kernel runs exactly.
 //! - **dequantize**: each block becomes one fp32 `MatMul` whose weight is `Cast(codes) × scale`;
 //!   right after tract has parsed the graph [`fold_dequantized_weights`] replaces each
 //!   `Cast × scale` by its fp32 constant, computed in one pass. `auto` falls back to it on
@@ -28,15 +30,18 @@ use tract_onnx::tract_hir::infer::{Factoid, InferenceModelPatch};
 /// How a session runs an int8 model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Int8Mode {
-    /// Native int8 where the CPU has int8 dot products, dequantized fp32 elsewhere.
+    /// The fastest exact path for this CPU: the runtime's kernel on x86-64 (AVX-512 VNNI, or
+    /// AVX2 with 7-bit codes), tract's integer kernels on ARM with `dotprod`, dequantized fp32
+    /// elsewhere.
     #[default]
     Auto,
     /// Always tract's integer kernels (MatMulInteger).
     Native,
     /// Always dequantize the Linear weights to fp32 at load.
     Dequantize,
-    /// Always the runtime's own int8 Linear kernel ([`super::int8_gemm`]): AVX2 where the CPU
-    /// has it and the codes fit 7 bits, a portable (slow) loop elsewhere.
+    /// Always the runtime's own int8 Linear kernel ([`super::int8_gemm`]): AVX-512 VNNI where
+    /// the CPU has it, AVX2 where it has that and the codes fit 7 bits, a portable (slow) loop
+    /// elsewhere.
     Kernel,
 }
 
@@ -60,11 +65,13 @@ impl Int8Path {
             Int8Path::NotInt8 => "fp32 model".into(),
             Int8Path::Native => "int8 kernels (MatMulInteger)".into(),
             Int8Path::Dequantized(n) => format!(
-                "int8 weights dequantized to fp32 at load ({n} Linear layers; this CPU has no int8 dot-product instructions)"
+                "int8 weights dequantized to fp32 at load ({n} Linear layers; no exact int8 kernel for this CPU and these codes)"
             ),
             Int8Path::Kernel(n) => format!(
                 "edgebert int8 kernel ({n} Linear layers, {})",
-                if super::int8_gemm::avx2_available() {
+                if super::int8_gemm::avx512_vnni_available() {
+                    "AVX-512 VNNI u8×i8 dot products"
+                } else if super::int8_gemm::avx2_available() {
                     "AVX2 u8×i8 products"
                 } else {
                     "portable loop"
@@ -102,11 +109,12 @@ pub fn count_matmul_integer(model: &ModelProto) -> usize {
 }
 
 /// Applies `mode` to the model: returns the path taken (rewriting the graph for `Dequantize`
-/// and `Kernel`, and for `Auto` on a CPU without int8 dot products).
+/// and `Kernel`, and for `Auto` except on ARM CPUs with int8 dot products).
 ///
-/// `Auto` without dot products takes the kernel path on an AVX2 x86-64 CPU when the model
-/// says its codes are 7-bit (`edgebert.weight_range` = `reduced`, what `edgebert-models`
-/// writes by default), since only those run exactly on AVX2; it dequantizes otherwise.
+/// `Auto` takes the kernel path on an x86-64 CPU with AVX-512 VNNI, and on an AVX2 one when
+/// the model says its codes are 7-bit (`edgebert.weight_range` = `reduced`, what
+/// `edgebert-models` writes by default), since only those run exactly on AVX2; it keeps tract's
+/// integer kernels on ARM with `dotprod` and dequantizes otherwise.
 pub fn apply(model: &mut ModelProto, mode: Int8Mode) -> Int8Path {
     if count_matmul_integer(model) == 0 {
         return Int8Path::NotInt8;
@@ -119,6 +127,7 @@ pub fn apply(model: &mut ModelProto, mode: Int8Mode) -> Int8Path {
         Int8Mode::Native => None,
         Int8Mode::Dequantize => Some(Rewrite::Dequantize),
         Int8Mode::Kernel => Some(Rewrite::Kernel),
+        Int8Mode::Auto if super::int8_gemm::avx512_vnni_available() => Some(Rewrite::Kernel),
         Int8Mode::Auto if cpu_has_int8_dot() => None,
         Int8Mode::Auto if seven_bit && super::int8_gemm::avx2_available() => Some(Rewrite::Kernel),
         Int8Mode::Auto => Some(Rewrite::Dequantize),

@@ -20,6 +20,7 @@ pub mod int8;
 pub use edgebert_kernels::int8_gemm;
 pub mod fused;
 pub mod fused_attention;
+pub mod gelu;
 pub mod int8_linear;
 pub mod mapped_embedding;
 pub mod masked_quantize;

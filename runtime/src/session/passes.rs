@@ -51,6 +51,11 @@ pub const DEFAULT_PASSES: &[ModelPass] = &[
         run: fold_constants,
     },
     ModelPass {
+        name: "edgebert GELU",
+        stage: PassStage::Decluttered,
+        run: super::gelu::replace_gelu,
+    },
+    ModelPass {
         name: "fold constants (optimized)",
         stage: PassStage::Optimized,
         run: fold_constants,
