@@ -452,7 +452,7 @@ mod fma {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{add_mask, TILE};
+    use super::TILE;
     use std::arch::x86_64::*;
 
     /// [`super::fma::products`] on 16-lane registers: 32 output columns per tile while at
@@ -562,21 +562,33 @@ mod avx512 {
     }
 
     /// Softmax of `row[..seq]` after adding the mask; `row[seq..]` set to zero. `row.len()`
-    /// is a multiple of 16.
+    /// is a multiple of 16. The mask is added, the padding set to −∞ and the maximum taken in
+    /// one pass (the same additions as [`super::add_mask`]).
     ///
     /// # Safety
-    /// AVX-512 F is available.
+    /// AVX-512 F is available; with `key_stride == 1`, `mask` holds at least `seq` values.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn softmax(row: &mut [f32], seq: usize, mask: &[f32], key_stride: usize) {
-        add_mask(&mut row[..seq], mask, key_stride);
-        // Padding lanes: −∞, so that they add nothing to the max and exp to 0.
-        row[seq..].fill(f32::NEG_INFINITY);
         let n = row.len();
         let p = row.as_mut_ptr();
-        let mut m = _mm512_set1_ps(f32::NEG_INFINITY);
+        let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
+        let shared = _mm512_set1_ps(mask.first().copied().unwrap_or(0.0));
+        let mut m = neg_inf;
         let mut i = 0;
         while i < n {
-            m = _mm512_max_ps(m, _mm512_loadu_ps(p.add(i)));
+            let live = seq.saturating_sub(i).min(16);
+            let lm: __mmask16 = if live == 16 { !0 } else { (1u16 << live) - 1 };
+            let add = if key_stride == 1 {
+                // `wrapping_add`: past `seq` no lane is loaded, and the address may lie past the mask
+                _mm512_maskz_loadu_ps(lm, mask.as_ptr().wrapping_add(i))
+            } else {
+                shared
+            };
+            // padding lanes: −∞, so that they add nothing to the max and exp to 0
+            let v =
+                _mm512_mask_blend_ps(lm, neg_inf, _mm512_add_ps(_mm512_loadu_ps(p.add(i)), add));
+            _mm512_storeu_ps(p.add(i), v);
+            m = _mm512_max_ps(m, v);
             i += 16;
         }
         let vm = _mm512_set1_ps(_mm512_reduce_max_ps(m));

@@ -49,9 +49,8 @@ pub fn layer_norm(
     true
 }
 
-/// The rows of [`layer_norm`], sizes checked. Compiled once per vector width ([`x86`]) from this
-/// one body: each f64 lane and each element sees the same operations in the same order at any
-/// width, so the results are bit-identical.
+/// The rows of [`layer_norm`], sizes checked: the scalar reference the vector versions
+/// ([`x86`]) reproduce bit for bit.
 #[inline(always)]
 fn rows(
     x: &[f32],
@@ -77,6 +76,13 @@ fn rows(
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    //! [`super::rows`] in AVX-512 and AVX2 intrinsics (auto-vectorisation is not enough: the
+    //! size-optimised `edge` profile's LTO leaves such loops scalar). The same operations in the
+    //! same order as the scalar code: 8 f64 partial sums (element `i` in lane `i mod 8`), summed
+    //! by the same scalar fold; then the same f32 arithmetic per element. Bit-identical.
+    use super::{finish_stats, LANES};
+    use std::arch::x86_64::*;
+
     /// # Safety
     /// The CPU has AVX-512 F; sizes as [`super::layer_norm`] checks them.
     #[target_feature(enable = "avx512f")]
@@ -88,7 +94,68 @@ mod x86 {
         epsilon: f32,
         y: &mut [f32],
     ) {
-        super::rows(x, residual, gamma, beta, epsilon, y)
+        let h = gamma.len();
+        let full = h / LANES * LANES;
+        for (i, (row, out)) in x.chunks_exact(h).zip(y.chunks_exact_mut(h)).enumerate() {
+            match residual {
+                Some(r) => {
+                    let r = &r[i * h..(i + 1) * h];
+                    let mut j = 0;
+                    while j + 16 <= h {
+                        let v = _mm512_add_ps(
+                            _mm512_loadu_ps(row.as_ptr().add(j)),
+                            _mm512_loadu_ps(r.as_ptr().add(j)),
+                        );
+                        _mm512_storeu_ps(out.as_mut_ptr().add(j), v);
+                        j += 16;
+                    }
+                    for ((o, &a), &b) in out[j..].iter_mut().zip(&row[j..]).zip(&r[j..]) {
+                        *o = a + b;
+                    }
+                }
+                None => out.copy_from_slice(row),
+            }
+            let p = out.as_ptr();
+            let mut acc = _mm512_setzero_pd();
+            let mut j = 0;
+            while j < full {
+                acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_loadu_ps(p.add(j))));
+                j += LANES;
+            }
+            let mut lanes = [0f64; LANES];
+            _mm512_storeu_pd(lanes.as_mut_ptr(), acc);
+            let mean = super::total(&lanes, &out[full..], f64::from) / h as f64;
+            let mean_v = _mm512_set1_pd(mean);
+            let mut acc = _mm512_setzero_pd();
+            j = 0;
+            while j < full {
+                let d = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(p.add(j))), mean_v);
+                acc = _mm512_add_pd(acc, _mm512_mul_pd(d, d));
+                j += LANES;
+            }
+            _mm512_storeu_pd(lanes.as_mut_ptr(), acc);
+            let square = |v: f32| {
+                let d = f64::from(v) - mean;
+                d * d
+            };
+            let var = super::total(&lanes, &out[full..], square) / h as f64;
+            let (mean, inv_std) = finish_stats(mean, var, epsilon);
+            let (m, inv) = (_mm512_set1_ps(mean), _mm512_set1_ps(inv_std));
+            let o = out.as_mut_ptr();
+            j = 0;
+            while j + 16 <= h {
+                let v = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(o.add(j)), m), inv);
+                let v = _mm512_add_ps(
+                    _mm512_mul_ps(v, _mm512_loadu_ps(gamma.as_ptr().add(j))),
+                    _mm512_loadu_ps(beta.as_ptr().add(j)),
+                );
+                _mm512_storeu_ps(o.add(j), v);
+                j += 16;
+            }
+            for ((v, &g), &b) in out[j..].iter_mut().zip(&gamma[j..]).zip(&beta[j..]) {
+                *v = (*v - mean) * inv_std * g + b;
+            }
+        }
     }
 
     /// # Safety
@@ -102,7 +169,76 @@ mod x86 {
         epsilon: f32,
         y: &mut [f32],
     ) {
-        super::rows(x, residual, gamma, beta, epsilon, y)
+        let h = gamma.len();
+        let full = h / LANES * LANES;
+        for (i, (row, out)) in x.chunks_exact(h).zip(y.chunks_exact_mut(h)).enumerate() {
+            match residual {
+                Some(r) => {
+                    let r = &r[i * h..(i + 1) * h];
+                    let mut j = 0;
+                    while j + 8 <= h {
+                        let v = _mm256_add_ps(
+                            _mm256_loadu_ps(row.as_ptr().add(j)),
+                            _mm256_loadu_ps(r.as_ptr().add(j)),
+                        );
+                        _mm256_storeu_ps(out.as_mut_ptr().add(j), v);
+                        j += 8;
+                    }
+                    for ((o, &a), &b) in out[j..].iter_mut().zip(&row[j..]).zip(&r[j..]) {
+                        *o = a + b;
+                    }
+                }
+                None => out.copy_from_slice(row),
+            }
+            let p = out.as_ptr();
+            // lanes 0..4 and 4..8 of the 8 partial sums
+            let (mut lo, mut hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+            let mut j = 0;
+            while j < full {
+                let v = _mm256_loadu_ps(p.add(j));
+                lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+                hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+                j += LANES;
+            }
+            let mut lanes = [0f64; LANES];
+            _mm256_storeu_pd(lanes.as_mut_ptr(), lo);
+            _mm256_storeu_pd(lanes.as_mut_ptr().add(4), hi);
+            let mean = super::total(&lanes, &out[full..], f64::from) / h as f64;
+            let mean_v = _mm256_set1_pd(mean);
+            let (mut lo, mut hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+            j = 0;
+            while j < full {
+                let v = _mm256_loadu_ps(p.add(j));
+                let dl = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), mean_v);
+                let dh = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), mean_v);
+                lo = _mm256_add_pd(lo, _mm256_mul_pd(dl, dl));
+                hi = _mm256_add_pd(hi, _mm256_mul_pd(dh, dh));
+                j += LANES;
+            }
+            _mm256_storeu_pd(lanes.as_mut_ptr(), lo);
+            _mm256_storeu_pd(lanes.as_mut_ptr().add(4), hi);
+            let square = |v: f32| {
+                let d = f64::from(v) - mean;
+                d * d
+            };
+            let var = super::total(&lanes, &out[full..], square) / h as f64;
+            let (mean, inv_std) = finish_stats(mean, var, epsilon);
+            let (m, inv) = (_mm256_set1_ps(mean), _mm256_set1_ps(inv_std));
+            let o = out.as_mut_ptr();
+            j = 0;
+            while j + 8 <= h {
+                let v = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(o.add(j)), m), inv);
+                let v = _mm256_add_ps(
+                    _mm256_mul_ps(v, _mm256_loadu_ps(gamma.as_ptr().add(j))),
+                    _mm256_loadu_ps(beta.as_ptr().add(j)),
+                );
+                _mm256_storeu_ps(o.add(j), v);
+                j += 8;
+            }
+            for ((v, &g), &b) in out[j..].iter_mut().zip(&gamma[j..]).zip(&beta[j..]) {
+                *v = (*v - mean) * inv_std * g + b;
+            }
+        }
     }
 }
 
@@ -119,11 +255,19 @@ fn normalize_in_place(s: &mut [f32], gamma: &[f32], beta: &[f32], epsilon: f32) 
         let d = f64::from(v) - mean;
         d * d
     }) / n;
-    let inv_std = (1.0 / (var + f64::from(epsilon)).sqrt()) as f32;
-    let mean = mean as f32;
+    let (mean, inv_std) = finish_stats(mean, var, epsilon);
     for ((v, &g), &b) in s.iter_mut().zip(gamma).zip(beta) {
         *v = (*v - mean) * inv_std * g + b;
     }
+}
+
+/// The f32 mean and `1 / sqrt(var + eps)` the normalisation applies.
+#[inline(always)]
+fn finish_stats(mean: f64, var: f64, epsilon: f32) -> (f32, f32) {
+    (
+        (mean as f32),
+        (1.0 / (var + f64::from(epsilon)).sqrt()) as f32,
+    )
 }
 
 /// `Σ f(v)` over `s` with [`LANES`] independent partial sums (vectorisable, and more exact
@@ -137,7 +281,13 @@ fn lane_sum(s: &[f32], f: impl Fn(f32) -> f64) -> f64 {
             *l += f(v);
         }
     }
-    lanes.iter().sum::<f64>() + chunks.remainder().iter().map(|&v| f(v)).sum::<f64>()
+    total(&lanes, chunks.remainder(), f)
+}
+
+/// The partial sums added in lane order, then `f` of the values past the last whole chunk.
+#[inline(always)]
+fn total(lanes: &[f64; LANES], remainder: &[f32], f: impl Fn(f32) -> f64) -> f64 {
+    lanes.iter().sum::<f64>() + remainder.iter().map(|&v| f(v)).sum::<f64>()
 }
 
 #[cfg(test)]
