@@ -26,6 +26,7 @@
 pub const MAX_EXACT_CODE: i8 = 64;
 
 /// Columns per AVX2 block (one 256-bit register of `i32` sums).
+#[cfg(target_arch = "x86_64")]
 const COLS: usize = 8;
 /// Columns per packed panel: one 512-bit register of `i32` sums, or two AVX2 blocks.
 const PANEL: usize = 16;
@@ -1004,46 +1005,66 @@ mod tests {
         }
     }
 
+    /// `kernel` on random codes within ±`max_code` at each `(m, k, n)`, then on the extreme codes
+    /// ±`max_code` (−`max_code` − 1 too when it is 127) against activations at both ends of the
+    /// u8 range (`n_extreme` columns): each result equals the graph arithmetic bit for bit.
+    fn assert_bit_exact(
+        kernel: Kernel,
+        shapes: &[(usize, usize, usize)],
+        max_code: i32,
+        n_extreme: usize,
+    ) {
+        for &(m, k, n) in shapes {
+            let (x, codes, scales) = case(m, k, n, max_code, (m * 1000 + k * 10 + n) as u64);
+            let want = reference(&x, &codes, &scales, k, n);
+            assert_eq!(
+                run(&x, &codes, &scales, k, n, kernel),
+                want,
+                "{kernel:?} {m}×{k}×{n}"
+            );
+        }
+        let (k, n) = (96, n_extreme);
+        let x: Vec<f32> = (0..3 * k)
+            .map(|i| if i % 2 == 0 { 10.0 } else { -0.5 })
+            .collect();
+        let low = if max_code == 127 { -128 } else { -max_code };
+        let codes: Vec<i8> = (0..k * n)
+            .map(|i| {
+                if i % 3 == 0 {
+                    low as i8
+                } else {
+                    max_code as i8
+                }
+            })
+            .collect();
+        let scales = vec![1.0; n];
+        assert_eq!(
+            run(&x, &codes, &scales, k, n, kernel),
+            reference(&x, &codes, &scales, k, n),
+            "{kernel:?}, extreme codes"
+        );
+    }
+
     #[test]
     fn avx2_kernel_equals_the_graph_arithmetic_bit_for_bit() {
         if !avx2_available() {
             eprintln!("SKIPPED: this CPU has no AVX2");
             return;
         }
-        // every tile shape (1..4 rows, 1 or 2 blocks), ragged depth and width, and the
-        // extreme codes ±64 with activations that use the whole u8 range
-        for (m, k, n) in [
+        // every tile shape (1..4 rows, 1 or 2 blocks), ragged depth and width, depth past one
+        // chunk (CHUNK_GROUPS × 4 = 512: partial sums carried between chunks), a last panel with
+        // only its first block live, and the extreme codes ±64
+        let shapes = [
             (1, 4, 8),
             (2, 7, 9),
             (3, 384, 16),
             (4, 13, 24),
             (9, 64, 41),
             (16, 384, 96),
-            // depth past one chunk (CHUNK_GROUPS × 4 = 512): partial sums carried between chunks
             (5, 1100, 24),
-            // a last panel with only its first block live
             (6, 40, 37),
-        ] {
-            let (x, codes, scales) = case(m, k, n, 64, (m * 1000 + k * 10 + n) as u64);
-            let want = reference(&x, &codes, &scales, k, n);
-            assert_eq!(
-                run(&x, &codes, &scales, k, n, Kernel::Avx2),
-                want,
-                "{m}×{k}×{n}"
-            );
-        }
-        let k = 64;
-        let x: Vec<f32> = (0..2 * k)
-            .map(|i| if i % 2 == 0 { 10.0 } else { -0.5 })
-            .collect();
-        let codes: Vec<i8> = (0..k * 8)
-            .map(|i| if i % 3 == 0 { -64 } else { 64 })
-            .collect();
-        let scales = vec![1.0; 8];
-        assert_eq!(
-            run(&x, &codes, &scales, k, 8, Kernel::Avx2),
-            reference(&x, &codes, &scales, k, 8)
-        );
+        ];
+        assert_bit_exact(Kernel::Avx2, &shapes, 64, 8);
     }
 
     #[test]
@@ -1053,8 +1074,8 @@ mod tests {
             return;
         }
         // every tile height (1..8 rows, then a remainder), one or two panels, ragged depth and
-        // width, depth past one chunk, and the full code range (no 7-bit limit)
-        for (m, k, n) in [
+        // width, depth past one chunk, and the full code range (no 7-bit limit: −128 and 127)
+        let shapes = [
             (1, 4, 16),
             (2, 7, 9),
             (3, 384, 17),
@@ -1064,31 +1085,14 @@ mod tests {
             (9, 64, 41),
             (16, 1536, 40),
             (13, 1100, 24),
-        ] {
-            let (x, codes, scales) = case(m, k, n, 127, (m * 1000 + k * 10 + n) as u64);
-            let want = reference(&x, &codes, &scales, k, n);
-            assert_eq!(
-                run(&x, &codes, &scales, k, n, Kernel::Avx512Vnni),
-                want,
-                "{m}×{k}×{n}"
-            );
-        }
-        // extreme codes (-128 and 127) against activations at both ends of the u8 range
-        let k = 96;
-        let x: Vec<f32> = (0..3 * k)
-            .map(|i| if i % 2 == 0 { 10.0 } else { -0.5 })
-            .collect();
-        let codes: Vec<i8> = (0..k * 20)
+        ];
+        assert_bit_exact(Kernel::Avx512Vnni, &shapes, 127, 20);
+        let codes: Vec<i8> = (0..96 * 20)
             .map(|i| if i % 3 == 0 { -128 } else { 127 })
             .collect();
-        let scales = vec![1.0; 20];
-        let w = PackedInt8Weights::pack(&codes, k, 20).expect("consistent sizes");
+        let w = PackedInt8Weights::pack(&codes, 96, 20).expect("consistent sizes");
         assert!(!w.exact_on_avx2());
         assert_eq!(Kernel::best_for(&w), Kernel::Avx512Vnni);
-        assert_eq!(
-            run(&x, &codes, &scales, k, 20, Kernel::Avx512Vnni),
-            reference(&x, &codes, &scales, k, 20)
-        );
     }
 
     #[cfg(target_arch = "x86_64")]
