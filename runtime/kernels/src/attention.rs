@@ -10,10 +10,16 @@
 //! rows at a time go through scores, mask, softmax and context while they sit in L1. The
 //! `1/√head_dim` scale is not applied: exporters fold it into the query weights.
 //!
-//! Arithmetic: fp32 products and sums (fused multiply-adds on AVX2+FMA, each sum in order of
-//! the contraction index), the softmax as ONNX defines it (row max subtracted, `exp`, sum,
-//! times the reciprocal of the sum, as tract and onnxruntime do). Results agree with the op
-//! sequence to f32 rounding, not bit for bit.
+//! Arithmetic: fp32 products and sums (fused multiply-adds in the vector kernels, each sum in
+//! order of the contraction index, so AVX2, AVX-512 and NEON give the same products), the
+//! softmax as ONNX defines it (row max subtracted, `exp`, sum, times the reciprocal of the sum,
+//! as tract and onnxruntime do). Results agree with the op sequence to f32 rounding, not bit
+//! for bit. The vector kernels are written once in [`crate::simd`], the scalar ones are in
+//! [`crate::portable`].
+
+use crate::dispatch;
+use crate::portable;
+use crate::simd::Operands;
 
 /// Which implementation [`attention`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,45 +28,48 @@ pub enum AttentionKernel {
     Avx512,
     /// AVX2 + FMA (x86-64).
     Fma,
+    /// NEON (aarch64): the FMA kernel's arithmetic on 4 lanes.
+    Neon,
     /// Plain Rust (any CPU).
     Portable,
 }
 
 impl AttentionKernel {
-    /// The fastest kernel this CPU runs.
+    /// The fastest kernel this CPU runs ([`dispatch::attention_kernel`]).
     pub fn best() -> AttentionKernel {
-        if avx512_available() {
-            AttentionKernel::Avx512
-        } else if fma_available() {
-            AttentionKernel::Fma
-        } else {
-            AttentionKernel::Portable
+        dispatch::attention_kernel()
+    }
+
+    /// Whether this CPU runs `self`.
+    pub fn available(self) -> bool {
+        match self {
+            AttentionKernel::Avx512 => avx512_available(),
+            AttentionKernel::Fma => fma_available(),
+            AttentionKernel::Neon => dispatch::features().neon,
+            AttentionKernel::Portable => true,
+        }
+    }
+
+    /// A short description for logs (`"AVX-512"`, `"AVX2+FMA"`, `"NEON"`, `"portable"`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            AttentionKernel::Avx512 => "AVX-512",
+            AttentionKernel::Fma => "AVX2+FMA",
+            AttentionKernel::Neon => "NEON",
+            AttentionKernel::Portable => "portable",
         }
     }
 }
 
 /// Whether this CPU runs [`AttentionKernel::Fma`].
 pub fn fma_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    let f = dispatch::features();
+    f.avx2 && f.fma
 }
 
 /// Whether this CPU runs [`AttentionKernel::Avx512`].
 pub fn avx512_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    dispatch::features().avx512f
 }
 
 /// The sizes of one attention call.
@@ -125,7 +134,7 @@ const TILE: usize = 16;
 ///
 /// Returns `false`, with `out` untouched, when the sizes disagree (`q`, `k`, `v` or `out` not
 /// of [`AttentionShape::values`] values, `mask` too short for `strides`, a key stride above 1) or
-/// when `kernel` is [`AttentionKernel::Fma`] or [`AttentionKernel::Avx512`] on a CPU without it.
+/// when this CPU cannot run `kernel` ([`AttentionKernel::available`]).
 #[allow(clippy::too_many_arguments)]
 pub fn attention(
     q: &[f32],
@@ -144,9 +153,7 @@ pub fn attention(
     if [q.len(), k.len(), v.len(), out.len()] != [len; 4] || strides.key > 1 {
         return false;
     }
-    if (kernel == AttentionKernel::Fma && !fma_available())
-        || (kernel == AttentionKernel::Avx512 && !avx512_available())
-    {
+    if !kernel.available() {
         return false;
     }
     if len == 0 {
@@ -214,28 +221,61 @@ pub fn attention(
                     let start = b * strides.batch + h * strides.head + (i0 + i) * strides.query;
                     &mask[start..]
                 };
+                let q_tile = Operands {
+                    a: q_rows,
+                    a_stride: width,
+                    b: keys_t,
+                    b_stride: keys,
+                    depth: head_dim,
+                    c_stride: keys,
+                };
+                // probabilities × V
+                fn v_tile<'a>(p: &'a [f32], keys: usize, v: &'a [f32], dims: usize, seq: usize) -> Operands<'a> {
+                    Operands {
+                        a: p,
+                        a_stride: keys,
+                        b: v,
+                        b_stride: dims,
+                        depth: seq,
+                        c_stride: dims,
+                    }
+                }
                 match kernel {
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: AVX-512 F is available (checked above); every buffer holds the
                     // rows and padded columns the products read and write.
                     AttentionKernel::Avx512 => unsafe {
-                        avx512::products(q_rows, width, keys_t, keys, head_dim, scores, keys, r);
+                        use crate::x86_64::avx512::{products, softmax};
+                        products(q_tile, scores, r);
                         for i in 0..r {
                             let row = &mut scores[i * keys..(i + 1) * keys];
-                            avx512::softmax(row, seq, rows_mask(i), strides.key);
+                            softmax(row, seq, rows_mask(i), strides.key);
                         }
-                        avx512::products(scores, keys, values, dims, seq, context, dims, r);
+                        products(v_tile(scores, keys, values, dims, seq), context, r);
                     },
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: AVX2 and FMA are available (checked above); every buffer holds the
                     // rows and padded columns the products read and write.
                     AttentionKernel::Fma => unsafe {
-                        fma::products(q_rows, width, keys_t, keys, head_dim, scores, keys, r);
+                        use crate::x86_64::avx2::{products, softmax};
+                        products(q_tile, scores, r);
                         for i in 0..r {
                             let row = &mut scores[i * keys..(i + 1) * keys];
-                            fma::softmax(row, seq, rows_mask(i), strides.key);
+                            softmax(row, seq, rows_mask(i), strides.key);
                         }
-                        fma::products(scores, keys, values, dims, seq, context, dims, r);
+                        products(v_tile(scores, keys, values, dims, seq), context, r);
+                    },
+                    #[cfg(target_arch = "aarch64")]
+                    // SAFETY: NEON is available (checked above); every buffer holds the rows
+                    // and padded columns the products read and write.
+                    AttentionKernel::Neon => unsafe {
+                        use crate::aarch64::neon::{products, softmax};
+                        products(q_tile, scores, r);
+                        for i in 0..r {
+                            let row = &mut scores[i * keys..(i + 1) * keys];
+                            softmax(row, seq, rows_mask(i), strides.key);
+                        }
+                        products(v_tile(scores, keys, values, dims, seq), context, r);
                     },
                     _ => {
                         portable::products(q_rows, width, keys_t, keys, head_dim, scores, keys, r);
@@ -256,357 +296,6 @@ pub fn attention(
         }
     }
     true
-}
-
-/// Adds the mask to `row[..seq]` (key stride 1: consecutive values; 0: one value for all).
-fn add_mask(row: &mut [f32], mask: &[f32], key_stride: usize) {
-    if key_stride == 1 {
-        for (x, &m) in row.iter_mut().zip(mask) {
-            *x += m;
-        }
-    } else {
-        let m = mask[0];
-        row.iter_mut().for_each(|x| *x += m);
-    }
-}
-
-/// Plain-Rust versions of the tile product and the row softmax.
-mod portable {
-    use super::add_mask;
-
-    /// `c[i][..n] = Σ_p a[i][p] · b[p][..n]` for the first `r` rows (`n` = `b_stride`).
-    #[allow(clippy::too_many_arguments)]
-    pub fn products(
-        a: &[f32],
-        a_stride: usize,
-        b: &[f32],
-        b_stride: usize,
-        depth: usize,
-        c: &mut [f32],
-        c_stride: usize,
-        r: usize,
-    ) {
-        for i in 0..r {
-            let c_row = &mut c[i * c_stride..i * c_stride + b_stride];
-            c_row.fill(0.0);
-            for p in 0..depth {
-                let x = a[i * a_stride + p];
-                for (y, &w) in c_row.iter_mut().zip(&b[p * b_stride..(p + 1) * b_stride]) {
-                    *y += x * w;
-                }
-            }
-        }
-    }
-
-    /// Softmax of `row[..seq]` after adding the mask; `row[seq..]` set to zero.
-    pub fn softmax(row: &mut [f32], seq: usize, mask: &[f32], key_stride: usize) {
-        let (live, pad) = row.split_at_mut(seq);
-        add_mask(live, mask, key_stride);
-        let max = live.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0;
-        for x in live.iter_mut() {
-            *x = (*x - max).exp();
-            sum += *x;
-        }
-        let inv = 1.0 / sum;
-        live.iter_mut().for_each(|x| *x *= inv);
-        pad.fill(0.0);
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod fma {
-    use super::{add_mask, TILE};
-    use std::arch::x86_64::*;
-
-    /// `c[i][..n] = Σ_p a[i][p] · b[p][..n]` for the first `r ≤ 4` rows, `n` = `b_stride`, a
-    /// multiple of 16 (`c` must hold `r` rows of `c_stride ≥ n`).
-    ///
-    /// # Safety
-    /// AVX2 and FMA are available; `a` holds `(r − 1) × a_stride + depth` values, `b`
-    /// `depth × b_stride`, `c` `(r − 1) × c_stride + b_stride`.
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn products(
-        a: &[f32],
-        a_stride: usize,
-        b: &[f32],
-        b_stride: usize,
-        depth: usize,
-        c: &mut [f32],
-        c_stride: usize,
-        r: usize,
-    ) {
-        let mut j = 0;
-        while j < b_stride {
-            let args = (a, a_stride, &b[j..], b_stride, depth, &mut c[j..], c_stride);
-            match r {
-                4 => tile::<4>(args),
-                3 => tile::<3>(args),
-                2 => tile::<2>(args),
-                _ => tile::<1>(args),
-            }
-            j += TILE;
-        }
-    }
-
-    type TileArgs<'a> = (
-        &'a [f32],
-        usize,
-        &'a [f32],
-        usize,
-        usize,
-        &'a mut [f32],
-        usize,
-    );
-
-    /// One `R × 16` output tile.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn tile<const R: usize>((a, a_stride, b, b_stride, depth, c, c_stride): TileArgs) {
-        let mut acc = [[_mm256_setzero_ps(); 2]; R];
-        let (a, b) = (a.as_ptr(), b.as_ptr());
-        for p in 0..depth {
-            let b0 = _mm256_loadu_ps(b.add(p * b_stride));
-            let b1 = _mm256_loadu_ps(b.add(p * b_stride + 8));
-            for (i, acc) in acc.iter_mut().enumerate() {
-                let x = _mm256_broadcast_ss(&*a.add(i * a_stride + p));
-                acc[0] = _mm256_fmadd_ps(x, b0, acc[0]);
-                acc[1] = _mm256_fmadd_ps(x, b1, acc[1]);
-            }
-        }
-        let c = c.as_mut_ptr();
-        for (i, acc) in acc.iter().enumerate() {
-            _mm256_storeu_ps(c.add(i * c_stride), acc[0]);
-            _mm256_storeu_ps(c.add(i * c_stride + 8), acc[1]);
-        }
-    }
-
-    /// `exp(x)` for `x ≤ 0` (Cody–Waite reduction, degree-5 polynomial: ≈ 1 ulp; 0 below
-    /// −103 and for −∞).
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn exp8(x: __m256) -> __m256 {
-        let k = _mm256_cvtps_epi32(_mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)));
-        let kf = _mm256_cvtepi32_ps(k);
-        let mut r = _mm256_fnmadd_ps(kf, _mm256_set1_ps(0.693_145_75), x);
-        r = _mm256_fnmadd_ps(kf, _mm256_set1_ps(1.428_606_8e-6), r);
-        let mut p = _mm256_set1_ps(8.297_654e-3);
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.191_538e-2));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.666_757_5e-1));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.999_889_4e-1));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(9.999_997e-1));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.000_000_1));
-        let biased = _mm256_max_epi32(
-            _mm256_min_epi32(
-                _mm256_add_epi32(k, _mm256_set1_epi32(127)),
-                _mm256_set1_epi32(254),
-            ),
-            _mm256_set1_epi32(1),
-        );
-        let scale = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(biased));
-        let underflow = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_set1_ps(-103.0));
-        _mm256_blendv_ps(_mm256_mul_ps(p, scale), _mm256_setzero_ps(), underflow)
-    }
-
-    /// Softmax of `row[..seq]` after adding the mask; `row[seq..]` set to zero. `row.len()`
-    /// is a multiple of 8.
-    ///
-    /// # Safety
-    /// AVX2 and FMA are available.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn softmax(row: &mut [f32], seq: usize, mask: &[f32], key_stride: usize) {
-        add_mask(&mut row[..seq], mask, key_stride);
-        // Padding lanes: −∞, so that they add nothing to the max and exp to 0.
-        row[seq..].fill(f32::NEG_INFINITY);
-        let n = row.len();
-        let p = row.as_mut_ptr();
-        let mut m = _mm256_set1_ps(f32::NEG_INFINITY);
-        let mut i = 0;
-        while i < n {
-            m = _mm256_max_ps(m, _mm256_loadu_ps(p.add(i)));
-            i += 8;
-        }
-        let mut lanes = [0f32; 8];
-        _mm256_storeu_ps(lanes.as_mut_ptr(), m);
-        let max = lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let vm = _mm256_set1_ps(max);
-        let mut sum = _mm256_setzero_ps();
-        i = 0;
-        while i < n {
-            let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p.add(i)), vm));
-            _mm256_storeu_ps(p.add(i), e);
-            sum = _mm256_add_ps(sum, e);
-            i += 8;
-        }
-        _mm256_storeu_ps(lanes.as_mut_ptr(), sum);
-        let total: f32 = lanes.iter().sum();
-        let inv = _mm256_set1_ps(1.0 / total);
-        i = 0;
-        while i < n {
-            _mm256_storeu_ps(p.add(i), _mm256_mul_ps(_mm256_loadu_ps(p.add(i)), inv));
-            i += 8;
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use super::TILE;
-    use std::arch::x86_64::*;
-
-    /// [`super::fma::products`] on 16-lane registers: 32 output columns per tile while at
-    /// least 32 remain, then 16. Each output is the same chain of fused multiply-adds, in the
-    /// same order, as in the AVX2 kernel.
-    ///
-    /// # Safety
-    /// AVX-512 F is available; `a` holds `(r − 1) × a_stride + depth` values, `b`
-    /// `depth × b_stride`, `c` `(r − 1) × c_stride + b_stride`; `b_stride` is a multiple of 16.
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn products(
-        a: &[f32],
-        a_stride: usize,
-        b: &[f32],
-        b_stride: usize,
-        depth: usize,
-        c: &mut [f32],
-        c_stride: usize,
-        r: usize,
-    ) {
-        let mut j = 0;
-        while j < b_stride {
-            let args = (a, a_stride, &b[j..], b_stride, depth, &mut c[j..], c_stride);
-            if j + 2 * TILE <= b_stride {
-                match r {
-                    4 => tile::<4, 2>(args),
-                    3 => tile::<3, 2>(args),
-                    2 => tile::<2, 2>(args),
-                    _ => tile::<1, 2>(args),
-                }
-                j += 2 * TILE;
-            } else {
-                match r {
-                    4 => tile::<4, 1>(args),
-                    3 => tile::<3, 1>(args),
-                    2 => tile::<2, 1>(args),
-                    _ => tile::<1, 1>(args),
-                }
-                j += TILE;
-            }
-        }
-    }
-
-    type TileArgs<'a> = (
-        &'a [f32],
-        usize,
-        &'a [f32],
-        usize,
-        usize,
-        &'a mut [f32],
-        usize,
-    );
-
-    /// One `R × 16·W` output tile.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn tile<const R: usize, const W: usize>(
-        (a, a_stride, b, b_stride, depth, c, c_stride): TileArgs,
-    ) {
-        let mut acc = [[_mm512_setzero_ps(); W]; R];
-        let (a, b) = (a.as_ptr(), b.as_ptr());
-        for p in 0..depth {
-            let mut bv = [_mm512_setzero_ps(); W];
-            for (w, v) in bv.iter_mut().enumerate() {
-                *v = _mm512_loadu_ps(b.add(p * b_stride + w * 16));
-            }
-            for (i, acc) in acc.iter_mut().enumerate() {
-                let x = _mm512_set1_ps(*a.add(i * a_stride + p));
-                for (w, acc) in acc.iter_mut().enumerate() {
-                    *acc = _mm512_fmadd_ps(x, bv[w], *acc);
-                }
-            }
-        }
-        let c = c.as_mut_ptr();
-        for (i, acc) in acc.iter().enumerate() {
-            for (w, acc) in acc.iter().enumerate() {
-                _mm512_storeu_ps(c.add(i * c_stride + w * 16), *acc);
-            }
-        }
-    }
-
-    /// [`super::fma`]'s `exp8` on 16 lanes (same reduction and polynomial).
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn exp16(x: __m512) -> __m512 {
-        let k = _mm512_cvtps_epi32(_mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)));
-        let kf = _mm512_cvtepi32_ps(k);
-        let mut r = _mm512_fnmadd_ps(kf, _mm512_set1_ps(0.693_145_75), x);
-        r = _mm512_fnmadd_ps(kf, _mm512_set1_ps(1.428_606_8e-6), r);
-        let mut p = _mm512_set1_ps(8.297_654e-3);
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.191_538e-2));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.666_757_5e-1));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.999_889_4e-1));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(9.999_997e-1));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.000_000_1));
-        let biased = _mm512_max_epi32(
-            _mm512_min_epi32(
-                _mm512_add_epi32(k, _mm512_set1_epi32(127)),
-                _mm512_set1_epi32(254),
-            ),
-            _mm512_set1_epi32(1),
-        );
-        let scale = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(biased));
-        let keep = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_set1_ps(-103.0));
-        _mm512_maskz_mul_ps(keep, p, scale)
-    }
-
-    /// Softmax of `row[..seq]` after adding the mask; `row[seq..]` set to zero. `row.len()`
-    /// is a multiple of 16. The mask is added, the padding set to −∞ and the maximum taken in
-    /// one pass (the same additions as [`super::add_mask`]).
-    ///
-    /// # Safety
-    /// AVX-512 F is available; with `key_stride == 1`, `mask` holds at least `seq` values.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn softmax(row: &mut [f32], seq: usize, mask: &[f32], key_stride: usize) {
-        let n = row.len();
-        let p = row.as_mut_ptr();
-        let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
-        let shared = _mm512_set1_ps(mask.first().copied().unwrap_or(0.0));
-        let mut m = neg_inf;
-        let mut i = 0;
-        while i < n {
-            let live = seq.saturating_sub(i).min(16);
-            let lm: __mmask16 = if live == 16 { !0 } else { (1u16 << live) - 1 };
-            let add = if key_stride == 1 {
-                // `wrapping_add`: past `seq` no lane is loaded, and the address may lie past the mask
-                _mm512_maskz_loadu_ps(lm, mask.as_ptr().wrapping_add(i))
-            } else {
-                shared
-            };
-            // padding lanes: −∞, so that they add nothing to the max and exp to 0
-            let v =
-                _mm512_mask_blend_ps(lm, neg_inf, _mm512_add_ps(_mm512_loadu_ps(p.add(i)), add));
-            _mm512_storeu_ps(p.add(i), v);
-            m = _mm512_max_ps(m, v);
-            i += 16;
-        }
-        let vm = _mm512_set1_ps(_mm512_reduce_max_ps(m));
-        let mut sum = _mm512_setzero_ps();
-        i = 0;
-        while i < n {
-            let e = exp16(_mm512_sub_ps(_mm512_loadu_ps(p.add(i)), vm));
-            _mm512_storeu_ps(p.add(i), e);
-            sum = _mm512_add_ps(sum, e);
-            i += 16;
-        }
-        let inv = _mm512_set1_ps(1.0 / _mm512_reduce_add_ps(sum));
-        i = 0;
-        while i < n {
-            _mm512_storeu_ps(p.add(i), _mm512_mul_ps(_mm512_loadu_ps(p.add(i)), inv));
-            i += 16;
-        }
-    }
 }
 
 #[cfg(test)]
@@ -667,6 +356,9 @@ mod tests {
         }
         if avx512_available() {
             k.push(AttentionKernel::Avx512);
+        }
+        if AttentionKernel::Neon.available() {
+            k.push(AttentionKernel::Neon);
         }
         k
     }

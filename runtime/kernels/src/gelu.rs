@@ -2,61 +2,16 @@
 //!
 //! tract runs the ONNX erf-GELU pattern as its `GeluExact` op: two scalar passes around its erf
 //! kernel, with a scratch buffer per call (≈ 8% of an int8 MiniLM classification on a Zen 5).
-//! This is one pass with a branch-free rational erf, in AVX-512 and AVX2 intrinsics and in
-//! plain Rust, each step the same IEEE operation in the same order, so the vector widths only
-//! change how many elements go at once, never the result: every variant is bit-identical to
-//! [`gelu`] (no fused multiply-adds; Rust does not contract `a * b + c` either).
+//! This is one pass with a branch-free rational erf, written once over vector registers
+//! ([`crate::simd`]) and compiled for AVX-512, AVX2 and NEON, and in plain Rust
+//! ([`crate::portable`]), each step the same IEEE operation in the same order, so the vector
+//! widths only change how many elements go at once, never the result: every variant is
+//! bit-identical to [`gelu`] (no fused multiply-adds; Rust does not contract `a * b + c`
+//! either).
 
-/// Numerator coefficients of [`erf`] (in `x²`), highest degree first.
-const P: [f32; 7] = [
-    -2.726_142_3e-10,
-    2.770_681_4e-8,
-    -2.101_024e-6,
-    -5.692_506_4e-5,
-    -7.349_906_3e-4,
-    -2.954_600_1e-3,
-    -1.609_603_3e-2,
-];
-/// Denominator coefficients of [`erf`] (in `x²`), highest degree first.
-const Q: [f32; 5] = [
-    -1.456_607_2e-5,
-    -2.133_740_6e-4,
-    -1.682_827e-3,
-    -7.373_329e-3,
-    -1.426_474e-2,
-];
+pub use crate::portable::{erf, gelu};
 
-/// erf as a branch-free rational function (Eigen's `generic_fast_erf_float`: odd degree-13
-/// numerator over even degree-8 denominator), exactly ±1 from |x| ≥ 3.9, where erf rounds to ±1
-/// in f32 (the rational alone gives 1 − 6e-8 there, so GELU of a large negative value would
-/// not be 0). Max |error| 4.3e-7 against f64 erf.
-#[inline(always)]
-pub fn erf(x: f32) -> f32 {
-    let saturated = x.abs() >= 3.9;
-    let sign = 1f32.copysign(x);
-    let x = x.clamp(-4.0, 4.0);
-    let x2 = x * x;
-    let mut p = x2 * P[0] + P[1];
-    for &c in &P[2..] {
-        p = x2 * p + c;
-    }
-    let mut q = x2 * Q[0] + Q[1];
-    for &c in &Q[2..] {
-        q = x2 * q + c;
-    }
-    if saturated {
-        sign
-    } else {
-        x * p / q
-    }
-}
-
-/// GELU of one value: `(x × 0.5) × (erf(x × 1/√2) + 1)` (the operation order of the ONNX
-/// pattern and of tract's `GeluExact`).
-#[inline(always)]
-pub fn gelu(x: f32) -> f32 {
-    (x * 0.5) * (erf(x * std::f32::consts::FRAC_1_SQRT_2) + 1.0)
-}
+use crate::dispatch;
 
 /// Which compilation of [`gelu_in_place`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,149 +20,57 @@ pub enum GeluKernel {
     Avx512,
     /// 8 lanes (x86-64 with AVX2).
     Avx2,
+    /// 4 lanes (aarch64 NEON).
+    Neon,
     /// Plain Rust, one value at a time.
     Portable,
 }
 
 impl GeluKernel {
-    /// The widest variant this CPU runs.
+    /// The widest variant this CPU runs ([`dispatch::gelu_kernel`]).
     pub fn best() -> GeluKernel {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return GeluKernel::Avx512;
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                return GeluKernel::Avx2;
-            }
+        dispatch::gelu_kernel()
+    }
+
+    /// Whether this CPU runs `self`.
+    pub fn available(self) -> bool {
+        let f = dispatch::features();
+        match self {
+            GeluKernel::Avx512 => f.avx512f,
+            GeluKernel::Avx2 => f.avx2,
+            GeluKernel::Neon => f.neon,
+            GeluKernel::Portable => true,
         }
-        GeluKernel::Portable
+    }
+
+    /// A short description for logs (`"AVX-512"`, `"AVX2"`, `"NEON"`, `"portable"`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            GeluKernel::Avx512 => "AVX-512",
+            GeluKernel::Avx2 => "AVX2",
+            GeluKernel::Neon => "NEON",
+            GeluKernel::Portable => "portable",
+        }
     }
 }
 
 /// `x ← gelu(x)` for every value, with `kernel` (falling back to the portable variant when the
 /// CPU cannot run it).
 pub fn gelu_in_place(xs: &mut [f32], kernel: GeluKernel) {
+    if !kernel.available() {
+        return crate::portable::gelu_slice(xs);
+    }
     match kernel {
         #[cfg(target_arch = "x86_64")]
-        GeluKernel::Avx512 if std::arch::is_x86_feature_detected!("avx512f") => {
-            // SAFETY: the CPU has AVX-512 F (checked on this line).
-            unsafe { x86::gelu_avx512(xs) }
-        }
+        // SAFETY: the CPU has AVX-512 F (checked above).
+        GeluKernel::Avx512 => unsafe { crate::x86_64::avx512::gelu(xs) },
         #[cfg(target_arch = "x86_64")]
-        GeluKernel::Avx2 if std::arch::is_x86_feature_detected!("avx2") => {
-            // SAFETY: the CPU has AVX2 (checked on this line).
-            unsafe { x86::gelu_avx2(xs) }
-        }
-        _ => gelu_slice(xs),
-    }
-}
-
-#[inline(always)]
-fn gelu_slice(xs: &mut [f32]) {
-    for x in xs {
-        *x = gelu(*x);
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    //! [`super::gelu`] written out in intrinsics (auto-vectorisation is not enough: the size-
-    //! optimised `edge` profile's LTO leaves such loops scalar). Each step is the scalar
-    //! function's IEEE operation, in its order, so every lane gives the scalar result's bits.
-    use super::{gelu, P, Q};
-    use std::arch::x86_64::*;
-
-    /// # Safety
-    /// The CPU has AVX-512 F.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn gelu_avx512(xs: &mut [f32]) {
-        #[inline]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn lanes(x: __m512) -> __m512 {
-            let s = _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
-            let sign_bit = _mm512_set1_epi32(i32::MIN);
-            let bits = _mm512_castps_si512(s);
-            let abs = _mm512_castsi512_ps(_mm512_andnot_si512(sign_bit, bits));
-            let saturated = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(abs, _mm512_set1_ps(3.9));
-            let sign = _mm512_castsi512_ps(_mm512_or_si512(
-                _mm512_and_si512(sign_bit, bits),
-                _mm512_castps_si512(_mm512_set1_ps(1.0)),
-            ));
-            let t = _mm512_max_ps(_mm512_min_ps(s, _mm512_set1_ps(4.0)), _mm512_set1_ps(-4.0));
-            let t2 = _mm512_mul_ps(t, t);
-            let mut p = _mm512_add_ps(
-                _mm512_mul_ps(t2, _mm512_set1_ps(P[0])),
-                _mm512_set1_ps(P[1]),
-            );
-            for &c in &P[2..] {
-                p = _mm512_add_ps(_mm512_mul_ps(t2, p), _mm512_set1_ps(c));
-            }
-            let mut q = _mm512_add_ps(
-                _mm512_mul_ps(t2, _mm512_set1_ps(Q[0])),
-                _mm512_set1_ps(Q[1]),
-            );
-            for &c in &Q[2..] {
-                q = _mm512_add_ps(_mm512_mul_ps(t2, q), _mm512_set1_ps(c));
-            }
-            let e = _mm512_mask_blend_ps(saturated, _mm512_div_ps(_mm512_mul_ps(t, p), q), sign);
-            _mm512_mul_ps(
-                _mm512_mul_ps(x, _mm512_set1_ps(0.5)),
-                _mm512_add_ps(e, _mm512_set1_ps(1.0)),
-            )
-        }
-        let mut chunks = xs.chunks_exact_mut(16);
-        for c in &mut chunks {
-            let v = lanes(_mm512_loadu_ps(c.as_ptr()));
-            _mm512_storeu_ps(c.as_mut_ptr(), v);
-        }
-        for x in chunks.into_remainder() {
-            *x = gelu(*x);
-        }
-    }
-
-    /// # Safety
-    /// The CPU has AVX2.
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn gelu_avx2(xs: &mut [f32]) {
-        #[inline]
-        #[target_feature(enable = "avx2")]
-        unsafe fn lanes(x: __m256) -> __m256 {
-            let s = _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
-            let sign_bit = _mm256_set1_ps(-0.0);
-            let abs = _mm256_andnot_ps(sign_bit, s);
-            let saturated = _mm256_cmp_ps::<_CMP_GE_OQ>(abs, _mm256_set1_ps(3.9));
-            let sign = _mm256_or_ps(_mm256_and_ps(sign_bit, s), _mm256_set1_ps(1.0));
-            let t = _mm256_max_ps(_mm256_min_ps(s, _mm256_set1_ps(4.0)), _mm256_set1_ps(-4.0));
-            let t2 = _mm256_mul_ps(t, t);
-            let mut p = _mm256_add_ps(
-                _mm256_mul_ps(t2, _mm256_set1_ps(P[0])),
-                _mm256_set1_ps(P[1]),
-            );
-            for &c in &P[2..] {
-                p = _mm256_add_ps(_mm256_mul_ps(t2, p), _mm256_set1_ps(c));
-            }
-            let mut q = _mm256_add_ps(
-                _mm256_mul_ps(t2, _mm256_set1_ps(Q[0])),
-                _mm256_set1_ps(Q[1]),
-            );
-            for &c in &Q[2..] {
-                q = _mm256_add_ps(_mm256_mul_ps(t2, q), _mm256_set1_ps(c));
-            }
-            let e = _mm256_blendv_ps(_mm256_div_ps(_mm256_mul_ps(t, p), q), sign, saturated);
-            _mm256_mul_ps(
-                _mm256_mul_ps(x, _mm256_set1_ps(0.5)),
-                _mm256_add_ps(e, _mm256_set1_ps(1.0)),
-            )
-        }
-        let mut chunks = xs.chunks_exact_mut(8);
-        for c in &mut chunks {
-            let v = lanes(_mm256_loadu_ps(c.as_ptr()));
-            _mm256_storeu_ps(c.as_mut_ptr(), v);
-        }
-        for x in chunks.into_remainder() {
-            *x = gelu(*x);
-        }
+        // SAFETY: the CPU has AVX2 (checked above).
+        GeluKernel::Avx2 => unsafe { crate::x86_64::avx2::gelu(xs) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: the CPU has NEON (checked above).
+        GeluKernel::Neon => unsafe { crate::aarch64::neon::gelu(xs) },
+        _ => crate::portable::gelu_slice(xs),
     }
 }
 
@@ -261,7 +124,12 @@ mod tests {
     fn every_variant_equals_the_scalar_function_bit_for_bit() {
         let x = inputs();
         let want: Vec<u32> = x.iter().map(|&v| gelu(v).to_bits()).collect();
-        for kernel in [GeluKernel::Portable, GeluKernel::Avx2, GeluKernel::Avx512] {
+        for kernel in [
+            GeluKernel::Portable,
+            GeluKernel::Avx2,
+            GeluKernel::Avx512,
+            GeluKernel::Neon,
+        ] {
             // odd lengths: the vector loops' remainders run too
             for len in [x.len(), x.len() - 7, 13, 1] {
                 let mut y = x[..len].to_vec();

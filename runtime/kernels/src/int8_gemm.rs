@@ -1,12 +1,16 @@
 //! The int8 Linear kernel: `DynamicQuantizeLinear(x) → MatMulInteger → Cast → Mul(scale)` in
-//! one pass, with AVX2 `u8 × i8` products where the CPU has them.
+//! one pass, with exact `u8 × i8` products in the SIMD instructions of the CPU it runs on.
+//!
+//! This module is the public API: the packed weights, the kernel choice and [`linear`]. The
+//! kernels are in the CPU family folders ([`crate::x86_64`], `crate::aarch64`), the scalar
+//! reference in [`crate::portable`], the choice per CPU in [`crate::dispatch`].
 //!
 //! On an x86-64 CPU with AVX2 but no int8 dot-product instructions tract's integer GEMM is far
 //! slower than its fp32 one, so without this kernel the runtime dequantizes the weights to fp32
-//! (4× the memory, and 4× the weight bytes to stream for each short text). This kernel keeps the
-//! weights as int8 codes and computes each product pair with `vpmaddubsw` (`u8 × i8 → i16`,
-//! two pairs summed) and `vpmaddwd` (`→ i32`), the same instructions onnxruntime's MLAS uses on
-//! such CPUs. `vpmaddubsw` saturates its `i16` sum, so it is exact only while
+//! (4× the memory, and 4× the weight bytes to stream for each short text). The AVX2 kernel
+//! keeps the weights as int8 codes and computes each product pair with `vpmaddubsw` (`u8 × i8
+//! → i16`, two pairs summed) and `vpmaddwd` (`→ i32`), the same instructions onnxruntime's MLAS
+//! uses on such CPUs. `vpmaddubsw` saturates its `i16` sum, so it is exact only while
 //! `2 × 255 × max|code| ≤ 32767`: codes within ±[`MAX_EXACT_CODE`]. `edgebert-models` writes
 //! 7-bit codes (±63) by default for that reason; [`PackedInt8Weights::exact_on_avx2`] tells
 //! whether a weight qualifies, and the portable loop (exact for any code) runs otherwise.
@@ -16,53 +20,87 @@
 //! its sums never saturate, so it is exact for every code (no 7-bit restriction), and it beats
 //! both the AVX2 kernel and tract's own integer kernels there.
 //!
+//! On aarch64 three kernels are exact for every code: NEON (`smull` of activations shifted to
+//! `i8` by −128, pairwise widening adds), dotprod (`sdot` on the same shifted activations; the
+//! shift is given back exactly with the column sums) and i8mm (`usmmla`, `u8 × i8` 2×8·8×2
+//! tiles, on weights packed 8 deep).
+//!
 //! The result is bit-identical to the ONNX graph it replaces: activations are quantized per
 //! tensor exactly as `DynamicQuantizeLinear` specifies (`round_half_to_even(x / scale) + zp`,
 //! saturated to `u8`), the integer sums are exact, and the rescale is `f32(sum) × (x_scale ×
 //! w_scale)` like `Cast` then `Mul`.
 
+use crate::dispatch;
+use crate::portable;
+
 /// Largest |code| for which the AVX2 kernel's `i16` pair sums cannot saturate
 /// (`2 × 255 × 64 = 32640 ≤ 32767`).
 pub const MAX_EXACT_CODE: i8 = 64;
 
-/// Columns per AVX2 block (one 256-bit register of `i32` sums).
-#[cfg(target_arch = "x86_64")]
-const COLS: usize = 8;
-/// Columns per packed panel: one 512-bit register of `i32` sums, or two AVX2 blocks.
-const PANEL: usize = 16;
-/// Depth per packed group (four `u8 × i8` products per `i32` lane).
+/// Columns per packed panel: one 512-bit register of `i32` sums, two AVX2 blocks, four NEON
+/// registers.
+pub(crate) const PANEL: usize = 16;
+/// Depth per packed group for every kernel but i8mm (four `u8 × i8` products per `i32` lane).
 const DEPTH: usize = 4;
+/// Depth per packed group for the i8mm kernel (`usmmla` takes 8 codes of each of 2 columns).
+const DEPTH_I8MM: usize = 8;
 
-/// A `[k, n]` int8 weight repacked for the kernel, with its per-column code sums.
+/// A `[k, n]` int8 weight repacked for a kernel family, with its per-column code sums.
 ///
-/// Layout: panels of 16 columns, one after the other; in each panel, groups of 4 rows; in each
-/// group, for each column, its 4 codes. One group of one panel is one 64-byte AVX-512 register
-/// (or two 32-byte AVX2 registers of 8 columns each). Rows and columns past the weight's edge
-/// are zero.
+/// Layout: panels of 16 columns, one after the other; in each panel, groups of `depth` rows
+/// (4, or 8 for [`Kernel::I8mm`]); in each group, for each column, its `depth` codes. One
+/// 4-deep group of one panel is one 64-byte AVX-512 register (two AVX2 registers of 8 columns,
+/// four NEON registers of 4); one 8-deep group is eight `usmmla` operands of 2 columns. Rows
+/// and columns past the weight's edge are zero.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackedInt8Weights {
-    k: usize,
-    n: usize,
-    groups: usize,
-    data: Vec<i8>,
-    col_sums: Vec<i32>,
+    pub(crate) k: usize,
+    pub(crate) n: usize,
+    /// Rows per group: [`DEPTH`] or [`DEPTH_I8MM`].
+    pub(crate) depth: usize,
+    pub(crate) groups: usize,
+    pub(crate) data: Vec<i8>,
+    pub(crate) col_sums: Vec<i32>,
     exact_on_avx2: bool,
 }
 
 impl PackedInt8Weights {
-    /// Packs the row-major `[k, n]` codes; `None` when `codes.len() != k × n`.
+    /// Packs the row-major `[k, n]` codes for this CPU's kernel ([`dispatch::int8_kernel`]);
+    /// `None` when `codes.len() != k × n`.
     pub fn pack(codes: &[i8], k: usize, n: usize) -> Option<PackedInt8Weights> {
+        let family = if dispatch::features().i8mm {
+            Kernel::I8mm
+        } else {
+            Kernel::Portable
+        };
+        Self::pack_for(codes, k, n, family)
+    }
+
+    /// Packs the row-major `[k, n]` codes in the layout `kernel` reads (8-deep groups for
+    /// [`Kernel::I8mm`], 4-deep for the others; [`Kernel::Portable`] reads either); `None`
+    /// when `codes.len() != k × n`.
+    pub fn pack_for(
+        codes: &[i8],
+        k: usize,
+        n: usize,
+        kernel: Kernel,
+    ) -> Option<PackedInt8Weights> {
         if k.checked_mul(n)? != codes.len() {
             return None;
         }
-        let groups = k.div_ceil(DEPTH);
+        let depth = if kernel == Kernel::I8mm {
+            DEPTH_I8MM
+        } else {
+            DEPTH
+        };
+        let groups = k.div_ceil(depth);
         let panels = n.div_ceil(PANEL);
-        let mut data = vec![0i8; panels * groups * PANEL * DEPTH];
+        let mut data = vec![0i8; panels * groups * PANEL * depth];
         for (row, codes_row) in codes.chunks_exact(n.max(1)).enumerate().take(k) {
-            let (g, t) = (row / DEPTH, row % DEPTH);
+            let (g, t) = (row / depth, row % depth);
             for (col, &code) in codes_row.iter().enumerate() {
                 let (p, c) = (col / PANEL, col % PANEL);
-                data[((p * groups + g) * PANEL + c) * DEPTH + t] = code;
+                data[((p * groups + g) * PANEL + c) * depth + t] = code;
             }
         }
         let mut col_sums = vec![0i32; n];
@@ -77,6 +115,7 @@ impl PackedInt8Weights {
         Some(PackedInt8Weights {
             k,
             n,
+            depth,
             groups,
             data,
             col_sums,
@@ -104,10 +143,16 @@ impl PackedInt8Weights {
         self.data.len() + 4 * self.col_sums.len()
     }
 
+    /// Bytes per quantized activation row: `k` padded to whole groups.
+    pub(crate) fn stride(&self) -> usize {
+        self.groups * self.depth
+    }
+
     /// The packed code of row `row`, column `col` (zero past the edges).
-    fn code(&self, row: usize, col: usize) -> i8 {
-        let (g, t, p, c) = (row / DEPTH, row % DEPTH, col / PANEL, col % PANEL);
-        self.data[((p * self.groups + g) * PANEL + c) * DEPTH + t]
+    pub(crate) fn code(&self, row: usize, col: usize) -> i8 {
+        let d = self.depth;
+        let (g, t, p, c) = (row / d, row % d, col / PANEL, col % PANEL);
+        self.data[((p * self.groups + g) * PANEL + c) * d + t]
     }
 }
 
@@ -118,73 +163,104 @@ pub enum Kernel {
     Avx512Vnni,
     /// The AVX2 `vpmaddubsw` kernel (x86-64 with AVX2 and codes within ±[`MAX_EXACT_CODE`]).
     Avx2,
+    /// The i8mm `usmmla` kernel (aarch64 with FEAT_I8MM; any code; weights packed 8 deep).
+    I8mm,
+    /// The dotprod `sdot` kernel (aarch64 with FEAT_DotProd; any code).
+    Dotprod,
+    /// The NEON `smull` kernel (every aarch64 CPU; any code).
+    Neon,
     /// The portable loop (any CPU, any code).
     Portable,
 }
 
 impl Kernel {
-    /// The fastest exact kernel for `weights` on this CPU.
-    pub fn best_for(weights: &PackedInt8Weights) -> Kernel {
-        if avx512_vnni_available() {
-            Kernel::Avx512Vnni
-        } else if weights.exact_on_avx2 && avx2_available() {
-            Kernel::Avx2
-        } else {
-            Kernel::Portable
-        }
+    /// Every kernel, fastest first (each CPU runs a subset: [`Kernel::available`]).
+    pub fn variants() -> &'static [Kernel] {
+        &[
+            Kernel::Avx512Vnni,
+            Kernel::Avx2,
+            Kernel::I8mm,
+            Kernel::Dotprod,
+            Kernel::Neon,
+            Kernel::Portable,
+        ]
     }
 
-    /// Whether this CPU runs `self` exactly on `weights`.
-    pub fn runs(self, weights: &PackedInt8Weights) -> bool {
+    /// The fastest exact kernel for `weights` on this CPU (the dispatch's pick for weights
+    /// packed by [`PackedInt8Weights::pack`]).
+    pub fn best_for(weights: &PackedInt8Weights) -> Kernel {
+        Kernel::variants()
+            .iter()
+            .copied()
+            .find(|k| k.runs(weights))
+            .unwrap_or(Kernel::Portable)
+    }
+
+    /// Whether this CPU has the instructions of `self` (whatever the codes).
+    pub fn available(self) -> bool {
+        let f = dispatch::features();
         match self {
-            Kernel::Avx512Vnni => avx512_vnni_available(),
-            Kernel::Avx2 => weights.exact_on_avx2 && avx2_available(),
+            Kernel::Avx512Vnni => f.avx512_vnni(),
+            Kernel::Avx2 => f.avx2,
+            Kernel::I8mm => f.i8mm,
+            Kernel::Dotprod => f.dotprod,
+            Kernel::Neon => f.neon,
             Kernel::Portable => true,
         }
     }
 
-    /// A short description for logs (`"AVX-512 VNNI"`, `"AVX2"`, `"portable"`).
+    /// Whether this CPU runs `self` exactly on `weights` (instructions, code range and
+    /// packing).
+    pub fn runs(self, weights: &PackedInt8Weights) -> bool {
+        let layout = match self {
+            Kernel::I8mm => weights.depth == DEPTH_I8MM,
+            Kernel::Portable => true,
+            _ => weights.depth == DEPTH,
+        };
+        let codes = self != Kernel::Avx2 || weights.exact_on_avx2;
+        layout && codes && self.available()
+    }
+
+    /// A short description for logs (`"AVX-512 VNNI u8×i8 dot products"`, …).
     pub fn describe(self) -> &'static str {
         match self {
             Kernel::Avx512Vnni => "AVX-512 VNNI u8×i8 dot products",
             Kernel::Avx2 => "AVX2 u8×i8 products",
+            Kernel::I8mm => "NEON i8mm u8×i8 matrix products",
+            Kernel::Dotprod => "NEON dotprod i8 dot products",
+            Kernel::Neon => "NEON i8 widening products",
             Kernel::Portable => "portable loop",
+        }
+    }
+
+    /// The kernel's short name: `avx512vnni`, `avx2`, `i8mm`, `dotprod`, `neon`, `portable`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Avx512Vnni => "avx512vnni",
+            Kernel::Avx2 => "avx2",
+            Kernel::I8mm => "i8mm",
+            Kernel::Dotprod => "dotprod",
+            Kernel::Neon => "neon",
+            Kernel::Portable => "portable",
         }
     }
 }
 
 /// Whether this CPU runs the AVX-512 VNNI kernel (it also needs AVX2, for the quantizer).
 pub fn avx512_vnni_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vnni")
-            && std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    Kernel::Avx512Vnni.available()
 }
 
 /// Whether this CPU runs the AVX2 kernel.
 pub fn avx2_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    Kernel::Avx2.available()
 }
 
 /// The scale and zero point `DynamicQuantizeLinear` picks for `x` (its range widened to
 /// include 0, mapped onto `0..=255`).
 pub fn dynamic_scale_and_zero_point(x: &[f32]) -> (f32, u8) {
-    let (min, max) = min_max(x);
-    scale_and_zero_point(min, max)
+    let (min, max) = portable::min_max(x);
+    portable::scale_and_zero_point(min, max)
 }
 
 /// [`dynamic_scale_and_zero_point`] of the rows of `x` (rows of `k` values) flagged in
@@ -198,14 +274,8 @@ pub fn dynamic_scale_and_zero_point_of_rows(
     let rows = x.len().checked_div(k).unwrap_or(0);
     match stats_rows.filter(|f| f.len() == rows && f.iter().any(|&b| b)) {
         Some(flags) => {
-            let (lo, hi) = x.chunks_exact(k).zip(flags).filter(|(_, &f)| f).fold(
-                (0f32, 0f32),
-                |(lo, hi), (row, _)| {
-                    let (l, h) = min_max(row);
-                    (lo.min(l), hi.max(h))
-                },
-            );
-            scale_and_zero_point(lo, hi)
+            let (lo, hi) = portable::min_max_of_rows(x, k, flags);
+            portable::scale_and_zero_point(lo, hi)
         }
         None => dynamic_scale_and_zero_point(x),
     }
@@ -218,41 +288,9 @@ pub fn quantize(x: &[f32], scale: f32, zero_point: u8, out: &mut [u8]) -> bool {
         return false;
     }
     for (v, q) in x.iter().zip(out.iter_mut()) {
-        *q = (((v / scale).round_ties_even() as i32) + i32::from(zero_point)).clamp(0, 255) as u8;
+        *q = portable::quantize_one(*v, scale, zero_point);
     }
     true
-}
-
-/// `(min(0, min x), max(0, max x))`, NaN values ignored.
-fn min_max(x: &[f32]) -> (f32, f32) {
-    x.iter().fold((0f32, 0f32), |(lo, hi), &v| {
-        if v < lo {
-            (v, hi)
-        } else if v > hi {
-            (lo, v)
-        } else {
-            (lo, hi)
-        }
-    })
-}
-
-/// `DynamicQuantizeLinear`'s scale and zero point for the range `min ≤ 0 ≤ max`.
-fn scale_and_zero_point(min: f32, max: f32) -> (f32, u8) {
-    let scale = (max - min) / 255.0;
-    let zero_point = (-min / scale).round_ties_even().clamp(0.0, 255.0) as u8;
-    (scale, zero_point)
-}
-
-/// `saturate(round_half_to_even(x / scale) + zero_point)` for each value, into `out` (rows of
-/// `k` values, each row padded with `zero_point` to `stride`).
-fn quantize_rows(x: &[f32], k: usize, scale: f32, zero_point: u8, stride: usize, out: &mut [u8]) {
-    for (row, q) in x.chunks_exact(k.max(1)).zip(out.chunks_exact_mut(stride)) {
-        for (v, q) in row.iter().zip(q.iter_mut()) {
-            *q = (((v / scale).round_ties_even() as i32) + i32::from(zero_point)).clamp(0, 255)
-                as u8;
-        }
-        q[k.min(stride)..].fill(zero_point);
-    }
 }
 
 /// Reusable buffers for [`linear`].
@@ -262,16 +300,15 @@ pub struct Scratch {
     scales: Vec<f32>,
     bias: Vec<f32>,
     /// The SIMD kernels' partial sums between depth chunks: 32 per row (two panels).
-    #[cfg(target_arch = "x86_64")]
     partial: Vec<i32>,
 }
 
 /// What follows the integer sums: `sum × scales[c]`, then `+ bias[c]` when there is a bias
 /// (two roundings, as the graph's `Mul` then `Add`). Both slices are padded to whole panels.
 #[derive(Clone, Copy)]
-struct Epilogue<'a> {
-    scales: &'a [f32],
-    bias: Option<&'a [f32]>,
+pub(crate) struct Epilogue<'a> {
+    pub scales: &'a [f32],
+    pub bias: Option<&'a [f32]>,
 }
 
 /// `y = DynamicQuantizeLinear(x) · W` rescaled to fp32, plus `bias` when it is not empty:
@@ -280,7 +317,7 @@ struct Epilogue<'a> {
 ///
 /// Returns `false`, with `y` untouched, when the sizes disagree (`x.len()` not a multiple of
 /// `k`, `y.len() != m × n`, `w_scales.len() ∉ {1, n}`, `bias.len() ∉ {0, n}`) or when `kernel`
-/// cannot run on this CPU or these codes ([`Kernel::runs`]).
+/// cannot run on this CPU, these codes or this packing ([`Kernel::runs`]).
 pub fn linear(
     x: &[f32],
     weights: &PackedInt8Weights,
@@ -325,24 +362,9 @@ pub fn linear_rows(
         return false;
     }
     let stats_rows = stats_rows.filter(|r| r.iter().any(|&f| f));
-    let stride = weights.groups * DEPTH;
+    let stride = weights.stride();
     scratch.quantized.resize(m * stride, 0);
-    let (x_scale, zero_point) = match kernel {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX-512 F and BW are available (checked above); `quantized` holds
-        // `m × stride` bytes.
-        Kernel::Avx512Vnni => unsafe {
-            avx512::quantize(x, k, stats_rows, stride, &mut scratch.quantized)
-        },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX2 is available (checked above); `quantized` holds `m × stride` bytes.
-        Kernel::Avx2 => unsafe { avx2::quantize(x, k, stats_rows, stride, &mut scratch.quantized) },
-        _ => {
-            let (scale, zp) = dynamic_scale_and_zero_point_of_rows(x, k, stats_rows);
-            quantize_rows(x, k, scale, zp, stride, &mut scratch.quantized);
-            (scale, zp)
-        }
-    };
+    let (x_scale, zero_point) = quantize_for(kernel, x, k, stats_rows, stride, &mut scratch.quantized);
     // Column scales as the graph computes them: `x_scale × w_scale`, padded to whole panels.
     let padded = n.div_ceil(PANEL) * PANEL;
     scratch.scales.clear();
@@ -358,526 +380,72 @@ pub fn linear_rows(
         scales: &scratch.scales,
         bias: (!bias.is_empty()).then_some(&scratch.bias[..]),
     };
+    let a = &scratch.quantized[..];
+    let partial = &mut scratch.partial;
+    if kernel != Kernel::Portable {
+        partial.resize(m * 2 * PANEL, 0);
+    }
     match kernel {
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512Vnni => {
-            // SAFETY: AVX-512 VNNI is available (checked above) and the sizes are consistent.
-            unsafe {
-                scratch.partial.resize(m * 2 * PANEL, 0);
-                avx512::gemm(
-                    &scratch.quantized,
-                    m,
-                    weights,
-                    zero_point,
-                    epilogue,
-                    y,
-                    &mut scratch.partial,
-                )
-            }
-        }
+        // SAFETY: AVX-512 VNNI is available and the packing is 4 deep (`runs`, checked above);
+        // the sizes are consistent.
+        Kernel::Avx512Vnni => unsafe {
+            crate::x86_64::avx512::gemm(a, m, weights, zero_point, epilogue, y, partial)
+        },
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 => {
-            // SAFETY: AVX2 is available (checked above) and the sizes are consistent.
-            unsafe {
-                scratch.partial.resize(m * 2 * PANEL, 0);
-                avx2::gemm(
-                    &scratch.quantized,
-                    m,
-                    weights,
-                    zero_point,
-                    epilogue,
-                    y,
-                    &mut scratch.partial,
-                )
-            }
-        }
-        _ => portable(&scratch.quantized, m, weights, zero_point, epilogue, y),
+        // SAFETY: AVX2 is available, the codes 7-bit and the packing 4 deep (checked above).
+        Kernel::Avx2 => unsafe {
+            crate::x86_64::avx2::gemm(a, m, weights, zero_point, epilogue, y, partial)
+        },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: i8mm is available and the packing 8 deep (checked above).
+        Kernel::I8mm => unsafe {
+            crate::aarch64::i8mm::gemm(a, m, weights, zero_point, epilogue, y)
+        },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: dotprod is available and the packing 4 deep (checked above).
+        Kernel::Dotprod => unsafe {
+            crate::aarch64::dotprod::gemm(a, m, weights, zero_point, epilogue, y, partial)
+        },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: NEON is available and the packing 4 deep (checked above).
+        Kernel::Neon => unsafe {
+            crate::aarch64::neon::gemm(a, m, weights, zero_point, epilogue, y, partial)
+        },
+        _ => portable::gemm(a, m, weights, zero_point, epilogue, y),
     }
     true
 }
 
-/// Exact integer sums in plain Rust; any code range.
-fn portable(a: &[u8], m: usize, w: &PackedInt8Weights, zp: u8, e: Epilogue, y: &mut [f32]) {
-    let (k, n, stride) = (w.k, w.n, w.groups * DEPTH);
-    for r in 0..m {
-        let row = &a[r * stride..r * stride + k];
-        for c in 0..n {
-            let dot: i32 = row
-                .iter()
-                .enumerate()
-                .map(|(i, &q)| i32::from(q) * i32::from(w.code(i, c)))
-                .sum();
-            let sum = dot - i32::from(zp) * w.col_sums[c];
-            let v = sum as f32 * e.scales[c];
-            y[r * n + c] = match e.bias {
-                Some(b) => v + b[c],
-                None => v,
-            };
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use super::{Epilogue, PackedInt8Weights, COLS, DEPTH, PANEL};
-    use std::arch::x86_64::*;
-
-    /// [`super::dynamic_scale_and_zero_point`] and [`super::quantize_rows`] in AVX2, with
-    /// the same results for every finite `x` (the division and the round-half-to-even
-    /// conversion are the same IEEE operations; NaN and infinite activations, meaningless
-    /// either way, may quantize differently).
-    ///
-    /// # Safety
-    /// The CPU has AVX2; `x.len()` is a multiple of `k`, `out.len() == x.len() / k × stride`
-    /// and `stride ≥ k`.
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn quantize(
-        x: &[f32],
-        k: usize,
-        stats_rows: Option<&[bool]>,
-        stride: usize,
-        out: &mut [u8],
-    ) -> (f32, u8) {
-        let (lo_s, hi_s) = match stats_rows {
-            Some(flags) => x.chunks_exact(k).zip(flags).filter(|(_, &f)| f).fold(
-                (0f32, 0f32),
-                |(lo, hi), (row, _)| {
-                    let (l, h) = min_max(row);
-                    (lo.min(l), hi.max(h))
-                },
-            ),
-            None => min_max(x),
-        };
-        let (scale, zp) = super::scale_and_zero_point(lo_s, hi_s);
-        let scale_v = _mm256_set1_ps(scale);
-        let zp_v = _mm256_set1_epi32(i32::from(zp));
-        for (row, q) in x.chunks_exact(k).zip(out.chunks_exact_mut(stride)) {
-            let mut i = 0;
-            while i + 8 <= k {
-                let v = _mm256_div_ps(_mm256_loadu_ps(row.as_ptr().add(i)), scale_v);
-                let n = _mm256_add_epi32(_mm256_cvtps_epi32(v), zp_v);
-                // i32 → i16 → u8, each step saturating: clamp(0, 255)
-                let w16 =
-                    _mm_packs_epi32(_mm256_castsi256_si128(n), _mm256_extracti128_si256(n, 1));
-                let b8 = _mm_packus_epi16(w16, w16);
-                _mm_storel_epi64(q.as_mut_ptr().add(i) as *mut __m128i, b8);
-                i += 8;
-            }
-            for (v, o) in row[i..].iter().zip(&mut q[i..k]) {
-                *o = (((v / scale).round_ties_even() as i32) + i32::from(zp)).clamp(0, 255) as u8;
-            }
-            q[k..].fill(zp);
-        }
-        (scale, zp)
-    }
-
-    /// [`super::min_max`] in AVX2 (same result: a NaN lane keeps the running value).
-    #[target_feature(enable = "avx2")]
-    unsafe fn min_max(x: &[f32]) -> (f32, f32) {
-        let mut lo = _mm256_setzero_ps();
-        let mut hi = _mm256_setzero_ps();
-        let mut chunks = x.chunks_exact(8);
-        for c in &mut chunks {
-            let v = _mm256_loadu_ps(c.as_ptr());
-            // a NaN lane keeps the running value (the scalar fold ignores NaN too)
-            lo = _mm256_min_ps(v, lo);
-            hi = _mm256_max_ps(v, hi);
-        }
-        let (mut lo_s, mut hi_s) = (0f32, 0f32);
-        let (mut l, mut h) = ([0f32; 8], [0f32; 8]);
-        _mm256_storeu_ps(l.as_mut_ptr(), lo);
-        _mm256_storeu_ps(h.as_mut_ptr(), hi);
-        for &v in l.iter().chain(chunks.remainder()) {
-            if v < lo_s {
-                lo_s = v;
-            }
-        }
-        for &v in h.iter().chain(chunks.remainder()) {
-            if v > hi_s {
-                hi_s = v;
-            }
-        }
-        (lo_s, hi_s)
-    }
-
-    /// Rows per micro-tile.
-    const ROWS: usize = 4;
-
-    /// `y[m, n]` from the quantized rows `a` (`m × groups·DEPTH` bytes), one panel (two
-    /// 8-column blocks) at a time.
-    ///
-    /// # Safety
-    /// The CPU has AVX2; `a.len() ≥ m × groups·DEPTH`, the epilogue's slices hold
-    /// `panels·PANEL` values, `y.len() == m × n`, `partial.len() ≥ m × 2·COLS` (the partial
-    /// sums of one panel when the depth is split into chunks; reused, so a call allocates
-    /// nothing).
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn gemm(
-        a: &[u8],
-        m: usize,
-        w: &PackedInt8Weights,
-        zp: u8,
-        e: Epilogue,
-        y: &mut [f32],
-        partial: &mut [i32],
-    ) {
-        for p in 0..w.n.div_ceil(PANEL) {
-            // the panel's second block only when it holds a real column
-            let width = if p * PANEL + COLS < w.n { 2 } else { 1 };
-            let mut g0 = 0;
-            while g0 < w.groups {
-                let g1 = (g0 + CHUNK_GROUPS).min(w.groups);
-                let span = Span {
-                    p,
-                    g0,
-                    g1,
-                    first: g0 == 0,
-                    last: g1 == w.groups,
-                };
-                let mut r = 0;
-                while r < m {
-                    let rows = (m - r).min(ROWS);
-                    let part = &mut partial[r * 2 * COLS..];
-                    match (rows, width) {
-                        (4, 2) => tile::<4, 2>(a, r, span, w, zp, e, y, part),
-                        (4, _) => tile::<4, 1>(a, r, span, w, zp, e, y, part),
-                        (3, 2) => tile::<3, 2>(a, r, span, w, zp, e, y, part),
-                        (3, _) => tile::<3, 1>(a, r, span, w, zp, e, y, part),
-                        (2, 2) => tile::<2, 2>(a, r, span, w, zp, e, y, part),
-                        (2, _) => tile::<2, 1>(a, r, span, w, zp, e, y, part),
-                        (_, 2) => tile::<1, 2>(a, r, span, w, zp, e, y, part),
-                        _ => tile::<1, 1>(a, r, span, w, zp, e, y, part),
-                    }
-                    r += rows;
-                }
-                g0 = g1;
-            }
-        }
-    }
-
-    /// Depth groups per chunk: a chunk of a panel's weights (`CHUNK_GROUPS × 64` bytes)
-    /// stays in L1 while every row block uses it.
-    pub(super) const CHUNK_GROUPS: usize = 128;
-
-    /// The panel and depth groups one tile covers.
-    #[derive(Clone, Copy)]
-    pub(super) struct Span {
-        pub p: usize,
-        pub g0: usize,
-        pub g1: usize,
-        pub first: bool,
-        pub last: bool,
-    }
-
-    /// Rows `r..r+R` × blocks `0..B` of panel `p` over depth groups `g0..g1`: integer sums (carried in
-    /// `partial`, two registers per row, between chunks), then on the last chunk the
-    /// zero-point correction, rescale and store.
-    #[inline]
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx2")]
-    unsafe fn tile<const R: usize, const B: usize>(
-        a: &[u8],
-        r: usize,
-        span: Span,
-        w: &PackedInt8Weights,
-        zp: u8,
-        e: Epilogue,
-        y: &mut [f32],
-        partial: &mut [i32],
-    ) {
-        let Span {
-            p,
-            g0,
-            g1,
-            first,
-            last,
-        } = span;
-        let groups = w.groups;
-        let stride = groups * DEPTH;
-        let ones = _mm256_set1_epi16(1);
-        let mut acc = [[_mm256_setzero_si256(); B]; R];
-        if !first {
-            for (i, acc_row) in acc.iter_mut().enumerate() {
-                for (j, v) in acc_row.iter_mut().enumerate() {
-                    *v = _mm256_loadu_si256(
-                        partial.as_ptr().add((i * 2 + j) * COLS) as *const __m256i
-                    );
-                }
-            }
-        }
-        let a_ptr = a.as_ptr().add(r * stride);
-        let w_ptr = w.data.as_ptr().add(p * groups * PANEL * DEPTH);
-        for g in g0..g1 {
-            let mut wv = [_mm256_setzero_si256(); B];
-            for (j, v) in wv.iter_mut().enumerate() {
-                *v =
-                    _mm256_loadu_si256(w_ptr.add((g * PANEL + j * COLS) * DEPTH) as *const __m256i);
-            }
-            for (i, acc_row) in acc.iter_mut().enumerate() {
-                let four = (a_ptr.add(i * stride + g * DEPTH) as *const i32).read_unaligned();
-                let xa = _mm256_set1_epi32(four);
-                for (j, acc_v) in acc_row.iter_mut().enumerate() {
-                    let pairs = _mm256_maddubs_epi16(xa, wv[j]);
-                    *acc_v = _mm256_add_epi32(*acc_v, _mm256_madd_epi16(pairs, ones));
-                }
-            }
-        }
-        if !last {
-            for (i, acc_row) in acc.iter().enumerate() {
-                for (j, v) in acc_row.iter().enumerate() {
-                    _mm256_storeu_si256(
-                        partial.as_mut_ptr().add((i * 2 + j) * COLS) as *mut __m256i,
-                        *v,
-                    );
-                }
-            }
-            return;
-        }
-        let n = w.n;
-        let zp = _mm256_set1_epi32(i32::from(zp));
-        for j in 0..B {
-            let col = p * PANEL + j * COLS;
-            let live = (n - col).min(COLS);
-            let mut sums = [0i32; COLS];
-            sums[..live].copy_from_slice(&w.col_sums[col..col + live]);
-            let correction =
-                _mm256_mullo_epi32(zp, _mm256_loadu_si256(sums.as_ptr() as *const __m256i));
-            let scale = _mm256_loadu_ps(e.scales.as_ptr().add(col));
-            let bias = e.bias.map(|b| _mm256_loadu_ps(b.as_ptr().add(col)));
-            for (i, acc_row) in acc.iter().enumerate() {
-                let exact = _mm256_sub_epi32(acc_row[j], correction);
-                let mut v = _mm256_mul_ps(_mm256_cvtepi32_ps(exact), scale);
-                if let Some(bias) = bias {
-                    v = _mm256_add_ps(v, bias);
-                }
-                let out = y.as_mut_ptr().add((r + i) * n + col);
-                if live == COLS {
-                    _mm256_storeu_ps(out, v);
-                } else {
-                    let mut tmp = [0f32; COLS];
-                    _mm256_storeu_ps(tmp.as_mut_ptr(), v);
-                    std::ptr::copy_nonoverlapping(tmp.as_ptr(), out, live);
-                }
-            }
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use super::avx2::{Span, CHUNK_GROUPS};
-    use super::{Epilogue, PackedInt8Weights, DEPTH, PANEL};
-    use std::arch::x86_64::*;
-
-    /// [`super::avx2::quantize`] on 16 lanes, with the same results for every finite `x`: the
-    /// same IEEE division and conversion, and the same saturation to `0..=255` (here a clamp at
-    /// 0 and an unsigned narrowing); the minimum and maximum are kept per lane across all the
-    /// rows and reduced once (padding lanes of a short row load as 0, which every range holds).
-    ///
-    /// # Safety
-    /// The CPU has AVX-512 F and BW; `x.len()` is a multiple of `k`,
-    /// `out.len() == x.len() / k × stride` and `stride ≥ k`.
-    #[target_feature(enable = "avx512f,avx512bw")]
-    pub unsafe fn quantize(
-        x: &[f32],
-        k: usize,
-        stats_rows: Option<&[bool]>,
-        stride: usize,
-        out: &mut [u8],
-    ) -> (f32, u8) {
-        let tail = k % 16;
-        let tail_mask: __mmask16 = if tail == 0 { 0 } else { (1u16 << tail) - 1 };
-        let mut lo = _mm512_setzero_ps();
-        let mut hi = _mm512_setzero_ps();
-        for (r, row) in x.chunks_exact(k).enumerate() {
-            if stats_rows.is_some_and(|f| !f[r]) {
-                continue;
-            }
-            let p = row.as_ptr();
-            let mut i = 0;
-            while i + 16 <= k {
-                let v = _mm512_loadu_ps(p.add(i));
-                // a NaN lane keeps the running value (as the scalar fold ignores NaN)
-                lo = _mm512_min_ps(v, lo);
-                hi = _mm512_max_ps(v, hi);
-                i += 16;
-            }
-            if tail != 0 {
-                let v = _mm512_maskz_loadu_ps(tail_mask, p.add(i));
-                lo = _mm512_min_ps(v, lo);
-                hi = _mm512_max_ps(v, hi);
-            }
-        }
-        let (scale, zp) =
-            super::scale_and_zero_point(_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi));
-        let scale_v = _mm512_set1_ps(scale);
-        let zp_v = _mm512_set1_epi32(i32::from(zp));
-        let zero = _mm512_setzero_si512();
-        for (row, q) in x.chunks_exact(k).zip(out.chunks_exact_mut(stride)) {
-            let (p, o) = (row.as_ptr(), q.as_mut_ptr());
-            let mut i = 0;
-            while i + 16 <= k {
-                let v = _mm512_div_ps(_mm512_loadu_ps(p.add(i)), scale_v);
-                let n = _mm512_max_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(v), zp_v), zero);
-                _mm_storeu_si128(o.add(i).cast(), _mm512_cvtusepi32_epi8(n));
-                i += 16;
-            }
-            if tail != 0 {
-                let v = _mm512_div_ps(_mm512_maskz_loadu_ps(tail_mask, p.add(i)), scale_v);
-                let n = _mm512_max_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(v), zp_v), zero);
-                _mm512_mask_cvtusepi32_storeu_epi8(o.add(i).cast(), tail_mask, n);
-            }
-            q[k..].fill(zp);
-        }
-        (scale, zp)
-    }
-
-    /// Rows per micro-tile: 8 rows × 2 panels = 16 accumulators of the 32 registers.
-    const ROWS: usize = 8;
-    /// How far ahead (bytes, in each panel's stream) the first row tile prefetches weights:
-    /// the later row tiles find a chunk in L1, the first one streams it from L3 or memory
-    /// (DistilBERT-base's 42 MB of int8 weights pass once per call). 2 KiB measured best of
-    /// 1, 2 and 4 KiB (DistilBERT-base at 16 tokens: −20% against no prefetch).
-    const PREFETCH_AHEAD: usize = 2048;
-
-    /// `y[m, n]` from the quantized rows `a` (`m × groups·DEPTH` bytes), two panels at a time.
-    ///
-    /// # Safety
-    /// The CPU has AVX-512 F, BW and VNNI; `a.len() ≥ m × groups·DEPTH`, the epilogue's slices
-    /// hold `panels·PANEL` values, `y.len() == m × n`, `partial.len() ≥ m × 2·PANEL` (the
-    /// partial sums of a panel pair when the depth is split into chunks).
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub unsafe fn gemm(
-        a: &[u8],
-        m: usize,
-        w: &PackedInt8Weights,
-        zp: u8,
-        e: Epilogue,
-        y: &mut [f32],
-        partial: &mut [i32],
-    ) {
-        let panels = w.n.div_ceil(PANEL);
-        let mut p = 0;
-        while p < panels {
-            let width = if p + 1 < panels { 2 } else { 1 };
-            let mut g0 = 0;
-            while g0 < w.groups {
-                let g1 = (g0 + CHUNK_GROUPS).min(w.groups);
-                let span = Span {
-                    p,
-                    g0,
-                    g1,
-                    first: g0 == 0,
-                    last: g1 == w.groups,
-                };
-                let mut r = 0;
-                while r < m {
-                    let rows = (m - r).min(ROWS);
-                    let part = &mut partial[r * 2 * PANEL..];
-                    macro_rules! dispatch {
-                        ($($n:literal)*) => {
-                            match (rows, width) {
-                                $(($n, 2) => tile::<$n, 2>(a, r, span, w, zp, e, y, part),
-                                  ($n, _) => tile::<$n, 1>(a, r, span, w, zp, e, y, part),)*
-                                _ => {}
-                            }
-                        };
-                    }
-                    dispatch!(1 2 3 4 5 6 7 8);
-                    r += rows;
-                }
-                g0 = g1;
-            }
-            p += width;
-        }
-    }
-
-    /// Rows `r..r+R` × panels `p..p+B` over depth groups `g0..g1`: integer sums with
-    /// `vpdpbusd` (carried in `partial`, two registers per row, between chunks), then on the
-    /// last chunk the zero-point correction, rescale and store — the same operations, in the
-    /// same order, as the AVX2 kernel's epilogue.
-    #[inline]
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    unsafe fn tile<const R: usize, const B: usize>(
-        a: &[u8],
-        r: usize,
-        span: Span,
-        w: &PackedInt8Weights,
-        zp: u8,
-        e: Epilogue,
-        y: &mut [f32],
-        partial: &mut [i32],
-    ) {
-        let Span {
-            p,
-            g0,
-            g1,
-            first,
-            last,
-        } = span;
-        let groups = w.groups;
-        let stride = groups * DEPTH;
-        let mut acc = [[_mm512_setzero_si512(); B]; R];
-        if !first {
-            for (i, acc_row) in acc.iter_mut().enumerate() {
-                for (j, v) in acc_row.iter_mut().enumerate() {
-                    *v = _mm512_loadu_si512(partial.as_ptr().add((i * 2 + j) * PANEL).cast());
-                }
-            }
-        }
-        let a_ptr = a.as_ptr().add(r * stride);
-        let w_ptr = w.data.as_ptr().add(p * groups * PANEL * DEPTH);
-        for g in g0..g1 {
-            let mut wv = [_mm512_setzero_si512(); B];
-            for (j, v) in wv.iter_mut().enumerate() {
-                let at = w_ptr.add(((j * groups) + g) * PANEL * DEPTH);
-                if r == 0 {
-                    // `wrapping_add`: the address may lie past the weights (a prefetch never faults).
-                    _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(PREFETCH_AHEAD).cast());
-                }
-                *v = _mm512_loadu_si512(at.cast());
-            }
-            for (i, acc_row) in acc.iter_mut().enumerate() {
-                let four = (a_ptr.add(i * stride + g * DEPTH) as *const i32).read_unaligned();
-                let xa = _mm512_set1_epi32(four);
-                for (j, acc_v) in acc_row.iter_mut().enumerate() {
-                    *acc_v = _mm512_dpbusd_epi32(*acc_v, xa, wv[j]);
-                }
-            }
-        }
-        if !last {
-            for (i, acc_row) in acc.iter().enumerate() {
-                for (j, v) in acc_row.iter().enumerate() {
-                    _mm512_storeu_si512(partial.as_mut_ptr().add((i * 2 + j) * PANEL).cast(), *v);
-                }
-            }
-            return;
-        }
-        let n = w.n;
-        let zp = _mm512_set1_epi32(i32::from(zp));
-        for j in 0..B {
-            let col = (p + j) * PANEL;
-            let live = (n - col).min(PANEL);
-            let mask: __mmask16 = if live == PANEL {
-                !0
-            } else {
-                (1u16 << live) - 1
-            };
-            let sums = _mm512_maskz_loadu_epi32(mask, w.col_sums.as_ptr().add(col));
-            let correction = _mm512_mullo_epi32(zp, sums);
-            let scale = _mm512_loadu_ps(e.scales.as_ptr().add(col));
-            let bias = e.bias.map(|b| _mm512_loadu_ps(b.as_ptr().add(col)));
-            for (i, acc_row) in acc.iter().enumerate() {
-                let exact = _mm512_sub_epi32(acc_row[j], correction);
-                let mut v = _mm512_mul_ps(_mm512_cvtepi32_ps(exact), scale);
-                if let Some(bias) = bias {
-                    v = _mm512_add_ps(v, bias);
-                }
-                _mm512_mask_storeu_ps(y.as_mut_ptr().add((r + i) * n + col), mask, v);
-            }
+/// The activations' scale and zero point and their codes in `out` (rows padded to `stride`
+/// with the zero point), by the quantizer that goes with `kernel`: every quantizer gives the
+/// portable one's results for finite activations.
+fn quantize_for(
+    kernel: Kernel,
+    x: &[f32],
+    k: usize,
+    stats_rows: Option<&[bool]>,
+    stride: usize,
+    out: &mut [u8],
+) -> (f32, u8) {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512 F and BW are available (`runs`, checked by the caller); `out` holds
+        // `m × stride` bytes.
+        Kernel::Avx512Vnni => unsafe { crate::x86_64::avx512::quantize(x, k, stats_rows, stride, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 is available (checked by the caller); `out` holds `m × stride` bytes.
+        Kernel::Avx2 => unsafe { crate::x86_64::avx2::quantize(x, k, stats_rows, stride, out) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: NEON is available (every aarch64 kernel's `runs`, checked by the caller);
+        // `out` holds `m × stride` bytes.
+        Kernel::I8mm | Kernel::Dotprod | Kernel::Neon => unsafe {
+            crate::aarch64::neon::quantize(x, k, stats_rows, stride, out)
+        },
+        _ => {
+            let (scale, zp) = dynamic_scale_and_zero_point_of_rows(x, k, stats_rows);
+            portable::quantize_rows(x, k, scale, zp, stride, out);
+            (scale, zp)
         }
     }
 }
@@ -1115,8 +683,8 @@ mod tests {
                 // SAFETY: the CPU has AVX-512 F/BW and AVX2 (checked above); sizes as required.
                 let (sa, sb) = unsafe {
                     (
-                        avx2::quantize(&x, k, stats, stride, &mut a),
-                        avx512::quantize(&x, k, stats, stride, &mut b),
+                        crate::x86_64::avx2::quantize(&x, k, stats, stride, &mut a),
+                        crate::x86_64::avx512::quantize(&x, k, stats, stride, &mut b),
                     )
                 };
                 assert_eq!(sa, sb, "{m}×{k} {stats:?}");

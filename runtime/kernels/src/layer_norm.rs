@@ -5,17 +5,73 @@
 //! `Add` would). tract runs it as about ten separate ops (two reductions, broadcast subtract,
 //! square, reciprocal square root, three broadcast multiplies/adds), each a pass over the
 //! activations with its own output tensor; this is one pass to sum, one for the variance and
-//! one to write. Mean and variance are accumulated in f64, so the statistics are at least as
-//! exact as the f32 graph's.
+//! one to write. Mean and variance are accumulated in f64 (eight partial sums), so the
+//! statistics are at least as exact as the f32 graph's. The scalar reference is
+//! [`crate::portable`]'s; the vector kernels ([`crate::simd`], compiled for AVX-512, AVX2 and
+//! NEON) reproduce it bit for bit.
 
-/// Lanes of the partial sums (a multiple of the vector width, so the loops vectorise).
-const LANES: usize = 8;
+use crate::dispatch;
+
+/// Which compilation of [`layer_norm`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerNormKernel {
+    /// 16 lanes (x86-64 with AVX-512 F).
+    Avx512,
+    /// 8 lanes (x86-64 with AVX2).
+    Avx2,
+    /// 4 lanes (aarch64 NEON).
+    Neon,
+    /// Plain Rust.
+    Portable,
+}
+
+impl LayerNormKernel {
+    /// The widest variant this CPU runs ([`dispatch::layer_norm_kernel`]).
+    pub fn best() -> LayerNormKernel {
+        dispatch::layer_norm_kernel()
+    }
+
+    /// Whether this CPU runs `self`.
+    pub fn available(self) -> bool {
+        let f = dispatch::features();
+        match self {
+            LayerNormKernel::Avx512 => f.avx512f,
+            LayerNormKernel::Avx2 => f.avx2,
+            LayerNormKernel::Neon => f.neon,
+            LayerNormKernel::Portable => true,
+        }
+    }
+
+    /// A short description for logs (`"AVX-512"`, `"AVX2"`, `"NEON"`, `"portable"`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            LayerNormKernel::Avx512 => "AVX-512",
+            LayerNormKernel::Avx2 => "AVX2",
+            LayerNormKernel::Neon => "NEON",
+            LayerNormKernel::Portable => "portable",
+        }
+    }
+}
 
 /// Normalises each row of `x` (`x.len()` a multiple of `gamma.len()`) into `y`; `residual`,
 /// when given, is added to `x` first. Returns `false`, with `y` untouched, when the sizes
 /// disagree (`x`, `y` and `residual` of different lengths, `beta.len() != gamma.len()`, an
 /// empty `gamma`, or `x.len()` not a multiple of it).
 pub fn layer_norm(
+    x: &[f32],
+    residual: Option<&[f32]>,
+    gamma: &[f32],
+    beta: &[f32],
+    epsilon: f32,
+    y: &mut [f32],
+) -> bool {
+    layer_norm_with(LayerNormKernel::best(), x, residual, gamma, beta, epsilon, y)
+}
+
+/// [`layer_norm`] with `kernel` (the portable one when the CPU cannot run it): every kernel
+/// gives the same bits.
+pub fn layer_norm_with(
+    kernel: LayerNormKernel,
     x: &[f32],
     residual: Option<&[f32]>,
     gamma: &[f32],
@@ -32,262 +88,30 @@ pub fn layer_norm(
     {
         return false;
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512 F (checked on the line above).
-            unsafe { x86::rows_avx512(x, residual, gamma, beta, epsilon, y) };
-            return true;
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked on the line above).
-            unsafe { x86::rows_avx2(x, residual, gamma, beta, epsilon, y) };
-            return true;
-        }
+    let kernel = if kernel.available() {
+        kernel
+    } else {
+        LayerNormKernel::Portable
+    };
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX-512 F (checked above); sizes checked above.
+        LayerNormKernel::Avx512 => unsafe {
+            crate::x86_64::avx512::layer_norm_rows(x, residual, gamma, beta, epsilon, y)
+        },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX2 (checked above); sizes checked above.
+        LayerNormKernel::Avx2 => unsafe {
+            crate::x86_64::avx2::layer_norm_rows(x, residual, gamma, beta, epsilon, y)
+        },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: the CPU has NEON (checked above); sizes checked above.
+        LayerNormKernel::Neon => unsafe {
+            crate::aarch64::neon::layer_norm_rows(x, residual, gamma, beta, epsilon, y)
+        },
+        _ => crate::portable::layer_norm_rows(x, residual, gamma, beta, epsilon, y),
     }
-    rows(x, residual, gamma, beta, epsilon, y);
     true
-}
-
-/// The rows of [`layer_norm`], sizes checked: the scalar reference the vector versions
-/// ([`x86`]) reproduce bit for bit.
-#[inline(always)]
-fn rows(
-    x: &[f32],
-    residual: Option<&[f32]>,
-    gamma: &[f32],
-    beta: &[f32],
-    epsilon: f32,
-    y: &mut [f32],
-) {
-    let h = gamma.len();
-    for (i, (row, out)) in x.chunks_exact(h).zip(y.chunks_exact_mut(h)).enumerate() {
-        match residual {
-            Some(r) => {
-                for ((o, &a), &b) in out.iter_mut().zip(row).zip(&r[row_range(h, i)]) {
-                    *o = a + b;
-                }
-            }
-            None => out.copy_from_slice(row),
-        }
-        normalize_in_place(out, gamma, beta, epsilon);
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    //! [`super::rows`] in AVX-512 and AVX2 intrinsics (auto-vectorisation is not enough: the
-    //! size-optimised `edge` profile's LTO leaves such loops scalar). The same operations in the
-    //! same order as the scalar code: 8 f64 partial sums (element `i` in lane `i mod 8`), summed
-    //! by the same scalar fold; then the same f32 arithmetic per element. Bit-identical.
-    use super::{finish_stats, LANES};
-    use std::arch::x86_64::*;
-
-    /// # Safety
-    /// The CPU has AVX-512 F; sizes as [`super::layer_norm`] checks them.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn rows_avx512(
-        x: &[f32],
-        residual: Option<&[f32]>,
-        gamma: &[f32],
-        beta: &[f32],
-        epsilon: f32,
-        y: &mut [f32],
-    ) {
-        let h = gamma.len();
-        let full = h / LANES * LANES;
-        for (i, (row, out)) in x.chunks_exact(h).zip(y.chunks_exact_mut(h)).enumerate() {
-            match residual {
-                Some(r) => {
-                    let r = &r[i * h..(i + 1) * h];
-                    let mut j = 0;
-                    while j + 16 <= h {
-                        let v = _mm512_add_ps(
-                            _mm512_loadu_ps(row.as_ptr().add(j)),
-                            _mm512_loadu_ps(r.as_ptr().add(j)),
-                        );
-                        _mm512_storeu_ps(out.as_mut_ptr().add(j), v);
-                        j += 16;
-                    }
-                    for ((o, &a), &b) in out[j..].iter_mut().zip(&row[j..]).zip(&r[j..]) {
-                        *o = a + b;
-                    }
-                }
-                None => out.copy_from_slice(row),
-            }
-            let p = out.as_ptr();
-            let mut acc = _mm512_setzero_pd();
-            let mut j = 0;
-            while j < full {
-                acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_loadu_ps(p.add(j))));
-                j += LANES;
-            }
-            let mut lanes = [0f64; LANES];
-            _mm512_storeu_pd(lanes.as_mut_ptr(), acc);
-            let mean = super::total(&lanes, &out[full..], f64::from) / h as f64;
-            let mean_v = _mm512_set1_pd(mean);
-            let mut acc = _mm512_setzero_pd();
-            j = 0;
-            while j < full {
-                let d = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(p.add(j))), mean_v);
-                acc = _mm512_add_pd(acc, _mm512_mul_pd(d, d));
-                j += LANES;
-            }
-            _mm512_storeu_pd(lanes.as_mut_ptr(), acc);
-            let square = |v: f32| {
-                let d = f64::from(v) - mean;
-                d * d
-            };
-            let var = super::total(&lanes, &out[full..], square) / h as f64;
-            let (mean, inv_std) = finish_stats(mean, var, epsilon);
-            let (m, inv) = (_mm512_set1_ps(mean), _mm512_set1_ps(inv_std));
-            let o = out.as_mut_ptr();
-            j = 0;
-            while j + 16 <= h {
-                let v = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(o.add(j)), m), inv);
-                let v = _mm512_add_ps(
-                    _mm512_mul_ps(v, _mm512_loadu_ps(gamma.as_ptr().add(j))),
-                    _mm512_loadu_ps(beta.as_ptr().add(j)),
-                );
-                _mm512_storeu_ps(o.add(j), v);
-                j += 16;
-            }
-            for ((v, &g), &b) in out[j..].iter_mut().zip(&gamma[j..]).zip(&beta[j..]) {
-                *v = (*v - mean) * inv_std * g + b;
-            }
-        }
-    }
-
-    /// # Safety
-    /// The CPU has AVX2; sizes as [`super::layer_norm`] checks them.
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn rows_avx2(
-        x: &[f32],
-        residual: Option<&[f32]>,
-        gamma: &[f32],
-        beta: &[f32],
-        epsilon: f32,
-        y: &mut [f32],
-    ) {
-        let h = gamma.len();
-        let full = h / LANES * LANES;
-        for (i, (row, out)) in x.chunks_exact(h).zip(y.chunks_exact_mut(h)).enumerate() {
-            match residual {
-                Some(r) => {
-                    let r = &r[i * h..(i + 1) * h];
-                    let mut j = 0;
-                    while j + 8 <= h {
-                        let v = _mm256_add_ps(
-                            _mm256_loadu_ps(row.as_ptr().add(j)),
-                            _mm256_loadu_ps(r.as_ptr().add(j)),
-                        );
-                        _mm256_storeu_ps(out.as_mut_ptr().add(j), v);
-                        j += 8;
-                    }
-                    for ((o, &a), &b) in out[j..].iter_mut().zip(&row[j..]).zip(&r[j..]) {
-                        *o = a + b;
-                    }
-                }
-                None => out.copy_from_slice(row),
-            }
-            let p = out.as_ptr();
-            // lanes 0..4 and 4..8 of the 8 partial sums
-            let (mut lo, mut hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
-            let mut j = 0;
-            while j < full {
-                let v = _mm256_loadu_ps(p.add(j));
-                lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
-                hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
-                j += LANES;
-            }
-            let mut lanes = [0f64; LANES];
-            _mm256_storeu_pd(lanes.as_mut_ptr(), lo);
-            _mm256_storeu_pd(lanes.as_mut_ptr().add(4), hi);
-            let mean = super::total(&lanes, &out[full..], f64::from) / h as f64;
-            let mean_v = _mm256_set1_pd(mean);
-            let (mut lo, mut hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
-            j = 0;
-            while j < full {
-                let v = _mm256_loadu_ps(p.add(j));
-                let dl = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), mean_v);
-                let dh = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), mean_v);
-                lo = _mm256_add_pd(lo, _mm256_mul_pd(dl, dl));
-                hi = _mm256_add_pd(hi, _mm256_mul_pd(dh, dh));
-                j += LANES;
-            }
-            _mm256_storeu_pd(lanes.as_mut_ptr(), lo);
-            _mm256_storeu_pd(lanes.as_mut_ptr().add(4), hi);
-            let square = |v: f32| {
-                let d = f64::from(v) - mean;
-                d * d
-            };
-            let var = super::total(&lanes, &out[full..], square) / h as f64;
-            let (mean, inv_std) = finish_stats(mean, var, epsilon);
-            let (m, inv) = (_mm256_set1_ps(mean), _mm256_set1_ps(inv_std));
-            let o = out.as_mut_ptr();
-            j = 0;
-            while j + 8 <= h {
-                let v = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(o.add(j)), m), inv);
-                let v = _mm256_add_ps(
-                    _mm256_mul_ps(v, _mm256_loadu_ps(gamma.as_ptr().add(j))),
-                    _mm256_loadu_ps(beta.as_ptr().add(j)),
-                );
-                _mm256_storeu_ps(o.add(j), v);
-                j += 8;
-            }
-            for ((v, &g), &b) in out[j..].iter_mut().zip(&gamma[j..]).zip(&beta[j..]) {
-                *v = (*v - mean) * inv_std * g + b;
-            }
-        }
-    }
-}
-
-fn row_range(h: usize, row: usize) -> std::ops::Range<usize> {
-    row * h..(row + 1) * h
-}
-
-/// `s ← (s - mean) × inv_std × gamma + beta` for one row.
-#[inline(always)]
-fn normalize_in_place(s: &mut [f32], gamma: &[f32], beta: &[f32], epsilon: f32) {
-    let n = s.len() as f64;
-    let mean = lane_sum(s, f64::from) / n;
-    let var = lane_sum(s, |v| {
-        let d = f64::from(v) - mean;
-        d * d
-    }) / n;
-    let (mean, inv_std) = finish_stats(mean, var, epsilon);
-    for ((v, &g), &b) in s.iter_mut().zip(gamma).zip(beta) {
-        *v = (*v - mean) * inv_std * g + b;
-    }
-}
-
-/// The f32 mean and `1 / sqrt(var + eps)` the normalisation applies.
-#[inline(always)]
-fn finish_stats(mean: f64, var: f64, epsilon: f32) -> (f32, f32) {
-    (
-        (mean as f32),
-        (1.0 / (var + f64::from(epsilon)).sqrt()) as f32,
-    )
-}
-
-/// `Σ f(v)` over `s` with [`LANES`] independent partial sums (vectorisable, and more exact
-/// than one running sum).
-#[inline(always)]
-fn lane_sum(s: &[f32], f: impl Fn(f32) -> f64) -> f64 {
-    let mut lanes = [0f64; LANES];
-    let mut chunks = s.chunks_exact(LANES);
-    for c in &mut chunks {
-        for (l, &v) in lanes.iter_mut().zip(c) {
-            *l += f(v);
-        }
-    }
-    total(&lanes, chunks.remainder(), f)
-}
-
-/// The partial sums added in lane order, then `f` of the values past the last whole chunk.
-#[inline(always)]
-fn total(lanes: &[f64; LANES], remainder: &[f32], f: impl Fn(f32) -> f64) -> f64 {
-    lanes.iter().sum::<f64>() + remainder.iter().map(|&v| f(v)).sum::<f64>()
 }
 
 #[cfg(test)]
@@ -356,26 +180,19 @@ mod tests {
             let beta = values(h, 9, 0.5);
             for residual in [None, Some(&r[..])] {
                 let mut want = vec![0f32; x.len()];
-                rows(&x, residual, &gamma, &beta, 1e-12, &mut want);
-                #[cfg(target_arch = "x86_64")]
-                for (name, has) in [
-                    ("avx512", std::arch::is_x86_feature_detected!("avx512f")),
-                    ("avx2", std::arch::is_x86_feature_detected!("avx2")),
+                crate::portable::layer_norm_rows(&x, residual, &gamma, &beta, 1e-12, &mut want);
+                for kernel in [
+                    LayerNormKernel::Avx512,
+                    LayerNormKernel::Avx2,
+                    LayerNormKernel::Neon,
+                    LayerNormKernel::Portable,
                 ] {
-                    if !has {
+                    if !kernel.available() {
                         continue;
                     }
                     let mut got = vec![0f32; x.len()];
-                    // SAFETY: the CPU has the feature (checked above).
-                    unsafe {
-                        match name {
-                            "avx512" => {
-                                x86::rows_avx512(&x, residual, &gamma, &beta, 1e-12, &mut got)
-                            }
-                            _ => x86::rows_avx2(&x, residual, &gamma, &beta, 1e-12, &mut got),
-                        }
-                    }
-                    assert_eq!(got, want, "{name}, {n_rows}×{h}");
+                    assert!(layer_norm_with(kernel, &x, residual, &gamma, &beta, 1e-12, &mut got));
+                    assert_eq!(got, want, "{kernel:?}, {n_rows}×{h}");
                 }
                 let mut public = vec![0f32; x.len()];
                 assert!(layer_norm(&x, residual, &gamma, &beta, 1e-12, &mut public));

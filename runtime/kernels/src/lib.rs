@@ -5,7 +5,26 @@
 //! only them, at opt-level 3 (see the root `Cargo.toml`). No dependencies, no tract types: plain
 //! slices in, plain slices out, each kernel tested against a scalar reference of the ONNX
 //! arithmetic it replaces.
+//!
+//! Layout: the op modules ([`int8_gemm`], [`layer_norm`], [`gelu`], [`attention`]) are the
+//! public API; [`dispatch`] detects the CPU once and picks each op's kernel; [`portable`] holds
+//! the scalar reference of every kernel; `simd` the fp32 kernels written once over a vector
+//! register and `int8_tile` the int8 GEMM micro-tile written once over an `i32` register; the
+//! CPU family folders (`x86_64/`: AVX2, AVX-512; `aarch64/`: NEON, dotprod, i8mm) hold the
+//! instructions and compile those bodies with their target features.
 pub mod attention;
+pub mod dispatch;
 pub mod gelu;
 pub mod int8_gemm;
 pub mod layer_norm;
+
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod int8_tile;
+mod portable;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod simd;
+
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;

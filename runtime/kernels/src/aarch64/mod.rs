@@ -1,0 +1,6 @@
+//! The aarch64 kernels: NEON (every aarch64 CPU) in [`neon`], the `sdot` int8 GEMM in
+//! [`dotprod`], the `usmmla` int8 GEMM in [`i8mm`].
+
+pub(crate) mod dotprod;
+pub(crate) mod i8mm;
+pub(crate) mod neon;

@@ -1,0 +1,216 @@
+//! The int8 GEMM's micro-tile, written once over [`Int8Lanes`]: the register of `i32` column
+//! sums that each SIMD family implements (AVX2: 8 columns, `vpmaddubsw` + `vpmaddwd`; AVX-512
+//! VNNI: 16, `vpdpbusd`; NEON: 4, `smull` + pairwise adds; dotprod: 4, `sdot`).
+//!
+//! The weights are packed in 16-column panels of 4-deep groups ([`crate::int8_gemm`]); a tile
+//! covers `R` rows × `B` registers of columns over one chunk of depth groups, carrying its
+//! integer sums between chunks in the scratch `partial`, and on the last chunk takes the zero
+//! point out with the column sums, rescales and stores.
+
+use crate::int8_gemm::{Epilogue, PackedInt8Weights, PANEL};
+
+/// Depth groups per chunk: a chunk of a panel's weights (`CHUNK_GROUPS × 64` bytes) stays in
+/// L1 while every row block uses it.
+const CHUNK_GROUPS: usize = 128;
+
+/// The panel and depth groups one tile covers.
+#[derive(Clone, Copy)]
+pub(crate) struct Span {
+    /// First column (a multiple of the tile's width).
+    pub col0: usize,
+    /// First depth group.
+    pub g0: usize,
+    /// Past the last depth group.
+    pub g1: usize,
+    /// Whether `g0` is the first group (no partial sums to resume).
+    pub first: bool,
+    /// Whether `g1` is past the last group (finish and store).
+    pub last: bool,
+}
+
+/// What one tile reads and writes.
+#[derive(Clone, Copy)]
+pub(crate) struct Tile<'a> {
+    /// The quantized rows (`m × w.stride()` bytes).
+    pub a: &'a [u8],
+    /// First row.
+    pub r: usize,
+    /// Panel and depth.
+    pub span: Span,
+    /// The packed weights.
+    pub w: &'a PackedInt8Weights,
+    /// The activations' zero point.
+    pub zp: u8,
+    /// Rescale and bias.
+    pub e: Epilogue<'a>,
+    /// The output, `m × n`.
+    pub y: *mut f32,
+    /// This row block's partial sums: two registers per row.
+    pub partial: *mut i32,
+}
+
+/// One register of `i32` column sums and the int8 operations on it.
+///
+/// # Safety
+/// Every method needs the CPU features of its implementation.
+pub(crate) trait Int8Lanes {
+    /// Columns per register.
+    const LANES: usize;
+    /// Rows per tile.
+    const ROWS: usize;
+    /// The register.
+    type V: Copy;
+    /// The zero-point correction, scale and bias of one register of columns.
+    type Cols: Copy;
+
+    /// All sums 0.
+    unsafe fn zero() -> Self::V;
+    /// `LANES` sums from `p`.
+    unsafe fn load(p: *const i32) -> Self::V;
+    /// `LANES` sums to `p`.
+    unsafe fn store(v: Self::V, p: *mut i32);
+    /// `LANES` columns' codes of one depth group at `at` (prefetching ahead when `stream`: the
+    /// first row block streams the weights).
+    unsafe fn weights(at: *const i8, stream: bool) -> Self::V;
+    /// Four activation codes in every 32-bit lane.
+    unsafe fn broadcast(four: i32) -> Self::V;
+    /// `acc + Σ₄ a × w` per lane (`u8 × i8` products).
+    unsafe fn dot(acc: Self::V, a: Self::V, w: Self::V) -> Self::V;
+    /// The epilogue's operands for columns `col..col + live`.
+    unsafe fn columns(w: &PackedInt8Weights, e: Epilogue, zp: u8, col: usize, live: usize)
+        -> Self::Cols;
+    /// `(acc − correction) as f32 × scale (+ bias)` to `live` values at `out`.
+    unsafe fn store_row(cols: Self::Cols, acc: Self::V, out: *mut f32, live: usize);
+    /// Runs `tile::<Self, rows, width>` (compiled with the implementation's features).
+    unsafe fn tile(rows: usize, width: usize, t: Tile);
+}
+
+/// `y[m, n]` from the quantized rows `a`, `2 × LANES` columns at a time (the second register
+/// only where it holds a real column), depth in chunks, rows in tiles of `ROWS`.
+///
+/// # Safety
+/// The features of `K`; `a.len() ≥ m × w.stride()`, the epilogue's slices hold whole panels,
+/// `y.len() == m × n`, `partial.len() ≥ m × 2·LANES`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) unsafe fn gemm<K: Int8Lanes>(
+    a: &[u8],
+    m: usize,
+    w: &PackedInt8Weights,
+    zp: u8,
+    e: Epilogue,
+    y: &mut [f32],
+    partial: &mut [i32],
+) {
+    let mut col0 = 0;
+    while col0 < w.n {
+        let width = if col0 + K::LANES < w.n { 2 } else { 1 };
+        let mut g0 = 0;
+        while g0 < w.groups {
+            let g1 = (g0 + CHUNK_GROUPS).min(w.groups);
+            let span = Span {
+                col0,
+                g0,
+                g1,
+                first: g0 == 0,
+                last: g1 == w.groups,
+            };
+            let mut r = 0;
+            while r < m {
+                let rows = (m - r).min(K::ROWS);
+                let t = Tile {
+                    a,
+                    r,
+                    span,
+                    w,
+                    zp,
+                    e,
+                    y: y.as_mut_ptr(),
+                    partial: partial[r * 2 * K::LANES..].as_mut_ptr(),
+                };
+                K::tile(rows, width, t);
+                r += rows;
+            }
+            g0 = g1;
+        }
+        col0 += 2 * K::LANES;
+    }
+}
+
+/// Rows `r..r+R` × registers `0..B` over depth groups `g0..g1`: integer sums (resumed from and
+/// saved to `partial` between chunks), then on the last chunk the zero-point correction,
+/// rescale and store.
+///
+/// # Safety
+/// As [`gemm`].
+#[inline(always)]
+pub(crate) unsafe fn tile<K: Int8Lanes, const R: usize, const B: usize>(t: Tile) {
+    let Span {
+        col0,
+        g0,
+        g1,
+        first,
+        last,
+    } = t.span;
+    let w = t.w;
+    let groups = w.groups;
+    let stride = w.stride();
+    let mut acc = [[K::zero(); B]; R];
+    if !first {
+        for (i, acc_row) in acc.iter_mut().enumerate() {
+            for (j, v) in acc_row.iter_mut().enumerate() {
+                *v = K::load(t.partial.add((i * 2 + j) * K::LANES));
+            }
+        }
+    }
+    let a_ptr = t.a.as_ptr().add(t.r * stride);
+    let depth = w.depth;
+    // where register `j`'s codes of depth group 0 start, and the distance between groups
+    let at = |j: usize| {
+        let c = col0 + j * K::LANES;
+        ((c / PANEL) * groups * PANEL + c % PANEL) * depth
+    };
+    let w_ptr = w.data.as_ptr();
+    for g in g0..g1 {
+        let mut wv = [K::zero(); B];
+        for (j, v) in wv.iter_mut().enumerate() {
+            *v = K::weights(w_ptr.add(at(j) + g * PANEL * depth), t.r == 0);
+        }
+        for (i, acc_row) in acc.iter_mut().enumerate() {
+            let four = (a_ptr.add(i * stride + g * depth) as *const i32).read_unaligned();
+            let xa = K::broadcast(four);
+            for (j, acc_v) in acc_row.iter_mut().enumerate() {
+                *acc_v = K::dot(*acc_v, xa, wv[j]);
+            }
+        }
+    }
+    if !last {
+        for (i, acc_row) in acc.iter().enumerate() {
+            for (j, v) in acc_row.iter().enumerate() {
+                K::store(*v, t.partial.add((i * 2 + j) * K::LANES));
+            }
+        }
+        return;
+    }
+    let n = w.n;
+    for j in 0..B {
+        let col = col0 + j * K::LANES;
+        let live = (n - col).min(K::LANES);
+        let cols = K::columns(w, t.e, t.zp, col, live);
+        for (i, acc_row) in acc.iter().enumerate() {
+            K::store_row(cols, acc_row[j], t.y.add((t.r + i) * n + col), live);
+        }
+    }
+}
+
+/// The `match` of [`Int8Lanes::tile`]: each `(rows, width)` to its tile function.
+macro_rules! int8_tiles {
+    ($tile:ident, $rows:expr, $width:expr, $t:expr; $($n:literal)*) => {
+        match ($rows, $width) {
+            $(($n, 2) => $tile::<$n, 2>($t),
+              ($n, _) => $tile::<$n, 1>($t),)*
+            _ => {}
+        }
+    };
+}
+pub(crate) use int8_tiles;
