@@ -230,7 +230,13 @@ pub fn attention(
                     c_stride: keys,
                 };
                 // probabilities × V
-                fn v_tile<'a>(p: &'a [f32], keys: usize, v: &'a [f32], dims: usize, seq: usize) -> Operands<'a> {
+                fn v_tile<'a>(
+                    p: &'a [f32],
+                    keys: usize,
+                    v: &'a [f32],
+                    dims: usize,
+                    seq: usize,
+                ) -> Operands<'a> {
                     Operands {
                         a: p,
                         a_stride: keys,

@@ -79,12 +79,7 @@ impl PackedInt8Weights {
     /// Packs the row-major `[k, n]` codes in the layout `kernel` reads (8-deep groups for
     /// [`Kernel::I8mm`], 4-deep for the others; [`Kernel::Portable`] reads either); `None`
     /// when `codes.len() != k × n`.
-    pub fn pack_for(
-        codes: &[i8],
-        k: usize,
-        n: usize,
-        kernel: Kernel,
-    ) -> Option<PackedInt8Weights> {
+    pub fn pack_for(codes: &[i8], k: usize, n: usize, kernel: Kernel) -> Option<PackedInt8Weights> {
         if k.checked_mul(n)? != codes.len() {
             return None;
         }
@@ -364,7 +359,8 @@ pub fn linear_rows(
     let stats_rows = stats_rows.filter(|r| r.iter().any(|&f| f));
     let stride = weights.stride();
     scratch.quantized.resize(m * stride, 0);
-    let (x_scale, zero_point) = quantize_for(kernel, x, k, stats_rows, stride, &mut scratch.quantized);
+    let (x_scale, zero_point) =
+        quantize_for(kernel, x, k, stats_rows, stride, &mut scratch.quantized);
     // Column scales as the graph computes them: `x_scale × w_scale`, padded to whole panels.
     let padded = n.div_ceil(PANEL) * PANEL;
     scratch.scales.clear();
@@ -432,7 +428,9 @@ fn quantize_for(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX-512 F and BW are available (`runs`, checked by the caller); `out` holds
         // `m × stride` bytes.
-        Kernel::Avx512Vnni => unsafe { crate::x86_64::avx512::quantize(x, k, stats_rows, stride, out) },
+        Kernel::Avx512Vnni => unsafe {
+            crate::x86_64::avx512::quantize(x, k, stats_rows, stride, out)
+        },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 is available (checked by the caller); `out` holds `m × stride` bytes.
         Kernel::Avx2 => unsafe { crate::x86_64::avx2::quantize(x, k, stats_rows, stride, out) },
@@ -541,7 +539,7 @@ mod tests {
         n: usize,
         kernel: Kernel,
     ) -> Vec<f32> {
-        let w = PackedInt8Weights::pack(codes, k, n).expect("consistent sizes");
+        let w = PackedInt8Weights::pack_for(codes, k, n, kernel).expect("consistent sizes");
         let mut y = vec![f32::NAN; x.len() / k * n];
         assert!(linear(
             x,
@@ -695,14 +693,11 @@ mod tests {
 
     /// The exact kernels this CPU runs on 7-bit codes.
     fn kernels() -> Vec<Kernel> {
-        let mut kernels = vec![Kernel::Portable];
-        if avx2_available() {
-            kernels.push(Kernel::Avx2);
-        }
-        if avx512_vnni_available() {
-            kernels.push(Kernel::Avx512Vnni);
-        }
-        kernels
+        Kernel::variants()
+            .iter()
+            .copied()
+            .filter(|k| k.available())
+            .collect()
     }
 
     #[test]
@@ -728,6 +723,8 @@ mod tests {
         let w = PackedInt8Weights::pack(&codes, 8, 8).expect("consistent sizes");
         assert!(!w.exact_on_avx2());
         assert_ne!(Kernel::best_for(&w), Kernel::Avx2);
+        assert_eq!(Kernel::best_for(&w), dispatch::int8_kernel(false));
+        #[cfg(target_arch = "x86_64")]
         if !avx512_vnni_available() {
             assert_eq!(Kernel::best_for(&w), Kernel::Portable);
         }
@@ -813,8 +810,8 @@ mod tests {
         let mut x = real.clone();
         x.extend((0..2 * k).map(|i| if i % 2 == 0 { 40.0 } else { -25.0 }));
         let flags = [true, true, true, false, false];
-        let packed = PackedInt8Weights::pack(&codes, k, n).expect("pack");
         for kernel in kernels() {
+            let packed = PackedInt8Weights::pack_for(&codes, k, n, kernel).expect("pack");
             let mut y = vec![f32::NAN; 5 * n];
             let mut s = Scratch::default();
             assert!(linear_rows(
@@ -876,5 +873,167 @@ mod tests {
             "padding saturates"
         );
         assert!(!quantize(&x, scale, zp, &mut q[1..]));
+    }
+
+    /// Shapes for the kernels exact on any code: every tile height (1..8 rows, then a
+    /// remainder), one or two registers and panels, ragged depth and width (a last tile with
+    /// one live column), depth past one chunk of partial sums.
+    const ANY_CODE_SHAPES: [(usize, usize, usize); 12] = [
+        (1, 4, 16),
+        (2, 7, 9),
+        (3, 384, 17),
+        (4, 5, 3),
+        (5, 13, 33),
+        (6, 40, 37),
+        (7, 64, 48),
+        (8, 384, 96),
+        (9, 64, 41),
+        (11, 1100, 24),
+        (13, 1100, 25),
+        (16, 1536, 40),
+    ];
+
+    /// Asserts that the CPU runs `kernel` and that it equals the graph arithmetic on every
+    /// shape and code, −128 and 127 included.
+    #[cfg(target_arch = "aarch64")]
+    fn assert_aarch64_kernel(kernel: Kernel) {
+        if !kernel.available() {
+            eprintln!(
+                "not run: this CPU has no {} (the kernel is never chosen here)",
+                kernel.name()
+            );
+            return;
+        }
+        assert_bit_exact(kernel, &ANY_CODE_SHAPES, 127, 21);
+        let codes: Vec<i8> = (0..96 * 20)
+            .map(|i| if i % 3 == 0 { -128 } else { 127 })
+            .collect();
+        let w = PackedInt8Weights::pack_for(&codes, 96, 20, kernel).expect("consistent sizes");
+        assert!(kernel.runs(&w) && !w.exact_on_avx2());
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    #[test]
+    fn neon_kernel_equals_the_graph_arithmetic_bit_for_bit() {
+        assert_aarch64_kernel(Kernel::Neon);
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    #[test]
+    fn dotprod_kernel_equals_the_graph_arithmetic_bit_for_bit() {
+        assert_aarch64_kernel(Kernel::Dotprod);
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    #[test]
+    fn i8mm_kernel_equals_the_graph_arithmetic_bit_for_bit() {
+        assert_aarch64_kernel(Kernel::I8mm);
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    #[test]
+    fn the_aarch64_dispatch_keeps_every_int8_model_on_an_int8_kernel() {
+        let (_, codes, _) = case(1, 8, 8, 127, 3);
+        let w = PackedInt8Weights::pack(&codes, 8, 8).expect("consistent sizes");
+        let best = Kernel::best_for(&w);
+        assert_ne!(best, Kernel::Portable);
+        assert_eq!(best, crate::dispatch::int8_kernel(false));
+        // i8mm > dotprod > NEON
+        let f = crate::dispatch::features();
+        let want = if f.i8mm {
+            Kernel::I8mm
+        } else if f.dotprod {
+            Kernel::Dotprod
+        } else {
+            Kernel::Neon
+        };
+        assert_eq!(best, want);
+        // a packing the kernel cannot read is refused
+        let other = if best == Kernel::I8mm {
+            Kernel::Neon
+        } else {
+            Kernel::I8mm
+        };
+        let w_other = PackedInt8Weights::pack_for(&codes, 8, 8, other).expect("consistent sizes");
+        assert!(!best.runs(&w_other));
+    }
+
+    /// Activations all ≥ 0 (zero point 0), all ≤ 0 (255) and symmetric (128), at every tile
+    /// height, with the full code range: each kernel this CPU runs equals the graph arithmetic.
+    #[test]
+    fn zero_points_0_128_255_are_exact_in_every_kernel() {
+        for (shift, want_zp) in [(3.0f32, 0u8), (-3.0, 255), (0.0, 128)] {
+            for &(m, k, n) in &[(1, 9, 5), (3, 70, 19), (8, 33, 16), (10, 600, 23)] {
+                let (x, codes, scales) = case(m, k, n, 127, (m * 13 + k + n) as u64);
+                // `case` draws activations in [−3, 5]: a symmetric range is [−3, 3]
+                let x: Vec<f32> = x
+                    .iter()
+                    .map(|&v| match shift {
+                        s if s > 0.0 => v + s,
+                        s if s < 0.0 => v - 5.0,
+                        _ => v.clamp(-3.0, 3.0),
+                    })
+                    .collect();
+                let mut x = x;
+                if shift == 0.0 {
+                    x[0] = -3.0;
+                    x[1] = 3.0;
+                }
+                assert_eq!(dynamic_scale_and_zero_point(&x).1, want_zp);
+                let want = reference(&x, &codes, &scales, k, n);
+                for kernel in kernels().into_iter().filter(|&k| k != Kernel::Avx2) {
+                    assert_eq!(
+                        run(&x, &codes, &scales, k, n, kernel),
+                        want,
+                        "{kernel:?} {m}×{k}×{n} zp {want_zp}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The portable loop reads either packing.
+    #[test]
+    fn the_portable_kernel_reads_the_i8mm_packing() {
+        for (m, k, n) in [(3, 13, 17), (4, 100, 33)] {
+            let (x, codes, scales) = case(m, k, n, 127, (m + k + n) as u64);
+            let w = PackedInt8Weights::pack_for(&codes, k, n, Kernel::I8mm).expect("sizes");
+            assert!(Kernel::Portable.runs(&w));
+            let mut y = vec![f32::NAN; m * n];
+            assert!(linear(
+                &x,
+                &w,
+                &scales,
+                &[],
+                &mut y,
+                Kernel::Portable,
+                &mut Scratch::default()
+            ));
+            assert_eq!(y, reference(&x, &codes, &scales, k, n));
+        }
+    }
+
+    /// Every quantizer this CPU runs gives the portable one's scale, zero point and codes,
+    /// with and without row flags (the last row far outside the others' range, unflagged).
+    #[test]
+    fn every_quantizer_gives_the_portable_codes() {
+        for (m, k) in [(1, 1), (3, 13), (5, 37), (4, 384), (2, 1100), (3, 8)] {
+            let (mut x, _, _) = case(m, k, 1, 1, (m * 31 + k) as u64);
+            for (i, v) in x[(m - 1) * k..].iter_mut().enumerate() {
+                *v = if i % 2 == 0 { 1e4 } else { -3e3 };
+            }
+            let flags: Vec<bool> = (0..m).map(|r| m == 1 || r + 1 < m).collect();
+            let stride = k.div_ceil(8) * 8;
+            for stats in [None, Some(&flags[..])] {
+                let mut want = vec![7u8; m * stride];
+                let w_sz = quantize_for(Kernel::Portable, &x, k, stats, stride, &mut want);
+                for kernel in kernels() {
+                    let mut got = vec![9u8; m * stride];
+                    let g_sz = quantize_for(kernel, &x, k, stats, stride, &mut got);
+                    assert_eq!(g_sz, w_sz, "{kernel:?} {m}×{k} {stats:?}");
+                    assert_eq!(got, want, "{kernel:?} {m}×{k} {stats:?}");
+                }
+            }
+        }
     }
 }

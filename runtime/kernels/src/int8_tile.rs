@@ -77,8 +77,13 @@ pub(crate) trait Int8Lanes {
     /// `acc + Σ₄ a × w` per lane (`u8 × i8` products).
     unsafe fn dot(acc: Self::V, a: Self::V, w: Self::V) -> Self::V;
     /// The epilogue's operands for columns `col..col + live`.
-    unsafe fn columns(w: &PackedInt8Weights, e: Epilogue, zp: u8, col: usize, live: usize)
-        -> Self::Cols;
+    unsafe fn columns(
+        w: &PackedInt8Weights,
+        e: Epilogue,
+        zp: u8,
+        col: usize,
+        live: usize,
+    ) -> Self::Cols;
     /// `(acc − correction) as f32 × scale (+ bias)` to `live` values at `out`.
     unsafe fn store_row(cols: Self::Cols, acc: Self::V, out: *mut f32, live: usize);
     /// Runs `tile::<Self, rows, width>` (compiled with the implementation's features).

@@ -65,7 +65,15 @@ pub fn layer_norm(
     epsilon: f32,
     y: &mut [f32],
 ) -> bool {
-    layer_norm_with(LayerNormKernel::best(), x, residual, gamma, beta, epsilon, y)
+    layer_norm_with(
+        LayerNormKernel::best(),
+        x,
+        residual,
+        gamma,
+        beta,
+        epsilon,
+        y,
+    )
 }
 
 /// [`layer_norm`] with `kernel` (the portable one when the CPU cannot run it): every kernel
@@ -191,7 +199,9 @@ mod tests {
                         continue;
                     }
                     let mut got = vec![0f32; x.len()];
-                    assert!(layer_norm_with(kernel, &x, residual, &gamma, &beta, 1e-12, &mut got));
+                    assert!(layer_norm_with(
+                        kernel, &x, residual, &gamma, &beta, 1e-12, &mut got
+                    ));
                     assert_eq!(got, want, "{kernel:?}, {n_rows}×{h}");
                 }
                 let mut public = vec![0f32; x.len()];

@@ -231,7 +231,12 @@ pub(crate) unsafe fn products<V: F32Lanes, const WIDE: usize, const NARROW: usiz
 }
 
 #[inline(always)]
-unsafe fn tile_rows<V: F32Lanes, const W: usize>(o: Operands, b: *const f32, c: *mut f32, r: usize) {
+unsafe fn tile_rows<V: F32Lanes, const W: usize>(
+    o: Operands,
+    b: *const f32,
+    c: *mut f32,
+    r: usize,
+) {
     match r {
         4 => tile::<V, 4, W>(o, b, c),
         3 => tile::<V, 3, W>(o, b, c),
@@ -242,7 +247,11 @@ unsafe fn tile_rows<V: F32Lanes, const W: usize>(o: Operands, b: *const f32, c: 
 
 /// One `R × W·LANES` output tile at `c` from the right columns at `b`.
 #[inline(always)]
-unsafe fn tile<V: F32Lanes, const R: usize, const W: usize>(o: Operands, b: *const f32, c: *mut f32) {
+unsafe fn tile<V: F32Lanes, const R: usize, const W: usize>(
+    o: Operands,
+    b: *const f32,
+    c: *mut f32,
+) {
     let mut acc = [[V::zero(); W]; R];
     let a = o.a.as_ptr();
     for p in 0..o.depth {
@@ -287,7 +296,12 @@ unsafe fn exp<V: F32Lanes>(x: V) -> V {
 /// # Safety
 /// The features of `V` (with FMA); with `key_stride == 1`, `mask` holds at least `seq` values.
 #[inline(always)]
-pub(crate) unsafe fn softmax<V: F32Lanes>(row: &mut [f32], seq: usize, mask: &[f32], key_stride: usize) {
+pub(crate) unsafe fn softmax<V: F32Lanes>(
+    row: &mut [f32],
+    seq: usize,
+    mask: &[f32],
+    key_stride: usize,
+) {
     let n = row.len();
     let p = row.as_mut_ptr();
     let neg_inf = V::splat(f32::NEG_INFINITY);
@@ -297,7 +311,11 @@ pub(crate) unsafe fn softmax<V: F32Lanes>(row: &mut [f32], seq: usize, mask: &[f
     while i < n {
         let live = seq.saturating_sub(i).min(V::LANES);
         let v = if live == V::LANES {
-            let add = if key_stride == 1 { V::load(mask.as_ptr().add(i)) } else { shared };
+            let add = if key_stride == 1 {
+                V::load(mask.as_ptr().add(i))
+            } else {
+                shared
+            };
             V::load(p.add(i)).add(add)
         } else if live == 0 {
             neg_inf

@@ -1,0 +1,152 @@
+//! The i8mm int8 GEMM (Armv8.6 FEAT_I8MM, e.g. Cortex-A710/X2, Neoverse V1/N2): one `usmmla`
+//! multiplies a 2×8 block of `u8` activations (two rows) by an 8×2 block of `i8` codes (two
+//! columns) into a 2×2 block of `i32` sums, so the activations need no shift. The weights are
+//! packed 8 deep ([`crate::int8_gemm::PackedInt8Weights::pack_for`]): in each group of a
+//! panel, the 8 codes of column `c` then those of `c + 1` are one operand. Tiles of up to 4 row
+//! pairs × 4 column pairs (8 × 8 values, 16 accumulators), as MLAS's `smmla` kernel; the whole
+//! depth in one pass (an 8-column strip of even a 3072-deep weight is 24 KiB, within L1). The
+//! instruction is written in `asm!` (its intrinsic is not stable Rust).
+
+use crate::int8_gemm::{Epilogue, PackedInt8Weights, PANEL};
+use std::arch::aarch64::*;
+use std::arch::asm;
+
+/// Codes per column in one packed group.
+const DEPTH: usize = 8;
+/// Columns per tile (4 column pairs: half a panel).
+const COLS: usize = 8;
+
+/// `acc + A·Bᵀ` for the 2×8 `u8` block `a` and the 2×8 `i8` block `b` (`usmmla`): lanes
+/// `[r0·c0, r0·c1, r1·c0, r1·c1]`.
+#[inline]
+#[target_feature(enable = "i8mm")]
+unsafe fn usmmla(mut acc: int32x4_t, a: uint8x16_t, b: int8x16_t) -> int32x4_t {
+    asm!(
+        "usmmla {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+        acc = inout(vreg) acc,
+        a = in(vreg) a,
+        b = in(vreg) b,
+        options(pure, nomem, nostack, preserves_flags)
+    );
+    acc
+}
+
+/// `y[m, n]` from the quantized rows `a` (`m × w.stride()` bytes, `u8` codes with zero point
+/// `zp`): exact `i32` sums minus `zp × Σ w`, then the epilogue.
+///
+/// # Safety
+/// The CPU has i8mm; the weights are packed 8 deep; `a.len() ≥ m × w.stride()`, the
+/// epilogue's slices hold whole panels, `y.len() == m × n`.
+#[target_feature(enable = "neon,i8mm")]
+pub(crate) unsafe fn gemm(
+    a: &[u8],
+    m: usize,
+    w: &PackedInt8Weights,
+    zp: u8,
+    e: Epilogue,
+    y: &mut [f32],
+) {
+    let mut col = 0;
+    while col < w.n {
+        let mut r = 0;
+        while r < m {
+            let pairs = (m - r).div_ceil(2).min(4);
+            let t = (a, m, r, col, w, zp, e, y.as_mut_ptr());
+            match pairs {
+                4 => tile::<4>(t),
+                3 => tile::<3>(t),
+                2 => tile::<2>(t),
+                _ => tile::<1>(t),
+            }
+            r += 2 * pairs;
+        }
+        col += COLS;
+    }
+}
+
+type TileArgs<'a> = (
+    &'a [u8],
+    usize,
+    usize,
+    usize,
+    &'a PackedInt8Weights,
+    u8,
+    Epilogue<'a>,
+    *mut f32,
+);
+
+/// Rows `r..r + 2P` (the last pair's second row may be past `m`: it then repeats the first and
+/// is not stored) × columns `col..col + 8` over the whole depth.
+#[inline]
+#[target_feature(enable = "neon,i8mm")]
+unsafe fn tile<const P: usize>((a, m, r, col, w, zp, e, y): TileArgs) {
+    let (n, groups, stride) = (w.n, w.groups, w.stride());
+    let mut acc = [[vdupq_n_s32(0); COLS / 2]; P];
+    // rows of each pair
+    let mut rows = [[a.as_ptr(); 2]; P];
+    for (i, pair) in rows.iter_mut().enumerate() {
+        let r0 = r + 2 * i;
+        let r1 = if r0 + 1 < m { r0 + 1 } else { r0 };
+        *pair = [a.as_ptr().add(r0 * stride), a.as_ptr().add(r1 * stride)];
+    }
+    let panel = w
+        .data
+        .as_ptr()
+        .add(((col / PANEL) * groups * PANEL + col % PANEL) * DEPTH);
+    for g in 0..groups {
+        let codes = panel.add(g * PANEL * DEPTH);
+        let mut b = [vdupq_n_s8(0); COLS / 2];
+        for (j, v) in b.iter_mut().enumerate() {
+            *v = vld1q_s8(codes.add(j * 2 * DEPTH));
+        }
+        for (acc, pair) in acc.iter_mut().zip(&rows) {
+            let x = vcombine_u8(
+                vld1_u8(pair[0].add(g * DEPTH)),
+                vld1_u8(pair[1].add(g * DEPTH)),
+            );
+            for (acc, &b) in acc.iter_mut().zip(&b) {
+                *acc = usmmla(*acc, x, b);
+            }
+        }
+    }
+    // epilogue, 4 columns at a time: `(sum − zp × Σ w) as f32 × scale (+ bias)`
+    for half in 0..2 {
+        let c = col + 4 * half;
+        if c >= n {
+            break;
+        }
+        let live = (n - c).min(4);
+        let mut sums = [0i32; 4];
+        sums[..live].copy_from_slice(&w.col_sums[c..c + live]);
+        let correction = vmulq_s32(vdupq_n_s32(i32::from(zp)), vld1q_s32(sums.as_ptr()));
+        let scale = vld1q_f32(e.scales.as_ptr().add(c));
+        let bias = e.bias.map(|b| vld1q_f32(b.as_ptr().add(c)));
+        for (i, acc) in acc.iter().enumerate() {
+            let (lo, hi) = (
+                vreinterpretq_s64_s32(acc[2 * half]),
+                vreinterpretq_s64_s32(acc[2 * half + 1]),
+            );
+            // row 0 of the pair: lanes 0, 1 of each column pair; row 1: lanes 2, 3
+            let by_row = [vzip1q_s64(lo, hi), vzip2q_s64(lo, hi)];
+            for (k, sum) in by_row.iter().enumerate() {
+                let row = r + 2 * i + k;
+                if row >= m {
+                    break;
+                }
+                let exact = vsubq_s32(vreinterpretq_s32_s64(*sum), correction);
+                let mut v = vmulq_f32(vcvtq_f32_s32(exact), scale);
+                if let Some(bias) = bias {
+                    v = vaddq_f32(v, bias);
+                }
+                let out = y.add(row * n + c);
+                if live == 4 {
+                    vst1q_f32(out, v);
+                } else {
+                    let mut tmp = [0f32; 4];
+                    vst1q_f32(tmp.as_mut_ptr(), v);
+                    std::ptr::copy_nonoverlapping(tmp.as_ptr(), out, live);
+                }
+            }
+        }
+    }
+}
