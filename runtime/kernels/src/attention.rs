@@ -19,6 +19,7 @@
 
 use crate::dispatch;
 use crate::portable;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 use crate::simd::Operands;
 
 /// Which implementation [`attention`] runs.
@@ -221,6 +222,7 @@ pub fn attention(
                     let start = b * strides.batch + h * strides.head + (i0 + i) * strides.query;
                     &mask[start..]
                 };
+                #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
                 let q_tile = Operands {
                     a: q_rows,
                     a_stride: width,
@@ -230,6 +232,7 @@ pub fn attention(
                     c_stride: keys,
                 };
                 // probabilities × V
+                #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
                 fn v_tile<'a>(
                     p: &'a [f32],
                     keys: usize,

@@ -639,20 +639,8 @@ mod tests {
             eprintln!("not run: this CPU has no AVX-512 VNNI (the kernel is never chosen here)");
             return;
         }
-        // every tile height (1..8 rows, then a remainder), one or two panels, ragged depth and
-        // width, depth past one chunk, and the full code range (no 7-bit limit: −128 and 127)
-        let shapes = [
-            (1, 4, 16),
-            (2, 7, 9),
-            (3, 384, 17),
-            (5, 13, 33),
-            (7, 64, 48),
-            (8, 384, 96),
-            (9, 64, 41),
-            (16, 1536, 40),
-            (13, 1100, 24),
-        ];
-        assert_bit_exact(Kernel::Avx512Vnni, &shapes, 127, 20);
+        // the full code range (no 7-bit limit: −128 and 127)
+        assert_bit_exact(Kernel::Avx512Vnni, &ANY_CODE_SHAPES, 127, 20);
         let codes: Vec<i8> = (0..96 * 20)
             .map(|i| if i % 3 == 0 { -128 } else { 127 })
             .collect();
@@ -878,7 +866,7 @@ mod tests {
     /// Shapes for the kernels exact on any code: every tile height (1..8 rows, then a
     /// remainder), one or two registers and panels, ragged depth and width (a last tile with
     /// one live column), depth past one chunk of partial sums.
-    const ANY_CODE_SHAPES: [(usize, usize, usize); 12] = [
+    const ANY_CODE_SHAPES: [(usize, usize, usize); 13] = [
         (1, 4, 16),
         (2, 7, 9),
         (3, 384, 17),
@@ -889,6 +877,7 @@ mod tests {
         (8, 384, 96),
         (9, 64, 41),
         (11, 1100, 24),
+        (13, 1100, 24),
         (13, 1100, 25),
         (16, 1536, 40),
     ];

@@ -224,30 +224,6 @@ pub(crate) fn gelu_slice(xs: &mut [f32]) {
 
 // ---- attention --------------------------------------------------------------------------
 
-/// The constants of the SIMD kernels' `exp` (Cody–Waite reduction by `ln 2 = hi + lo`, then a
-/// degree-5 polynomial, highest degree first; 0 below `underflow`).
-pub(crate) struct ExpConstants {
-    pub ln2_hi: f32,
-    pub ln2_lo: f32,
-    pub poly: [f32; 6],
-    pub underflow: f32,
-}
-
-/// The SIMD kernels' `exp`.
-pub(crate) const EXP: ExpConstants = ExpConstants {
-    ln2_hi: 0.693_145_75,
-    ln2_lo: 1.428_606_8e-6,
-    poly: [
-        8.297_654e-3,
-        4.191_538e-2,
-        1.666_757_5e-1,
-        4.999_889_4e-1,
-        9.999_997e-1,
-        1.000_000_1,
-    ],
-    underflow: -103.0,
-};
-
 /// Adds the mask to `row[..seq]` (key stride 1: consecutive values; 0: one value for all).
 pub(crate) fn add_mask(row: &mut [f32], mask: &[f32], key_stride: usize) {
     if key_stride == 1 {

@@ -9,7 +9,7 @@
 //! whatever the width, so the width changes how many values go at once, not the result, except
 //! where a method says otherwise (the cross-lane reductions).
 
-use crate::portable::{ERF_P, ERF_Q, EXP, LANE_SUMS};
+use crate::portable::{ERF_P, ERF_Q, LANE_SUMS};
 
 /// One vector register of `f32` lanes and the operations the generic kernels use.
 ///
@@ -272,6 +272,30 @@ unsafe fn tile<V: F32Lanes, const R: usize, const W: usize>(
         }
     }
 }
+
+/// The constants of the SIMD kernels' `exp` (Cody–Waite reduction by `ln 2 = hi + lo`, then a
+/// degree-5 polynomial, highest degree first; 0 below `underflow`).
+struct ExpConstants {
+    pub ln2_hi: f32,
+    pub ln2_lo: f32,
+    pub poly: [f32; 6],
+    pub underflow: f32,
+}
+
+/// The SIMD kernels' `exp`.
+const EXP: ExpConstants = ExpConstants {
+    ln2_hi: 0.693_145_75,
+    ln2_lo: 1.428_606_8e-6,
+    poly: [
+        8.297_654e-3,
+        4.191_538e-2,
+        1.666_757_5e-1,
+        4.999_889_4e-1,
+        9.999_997e-1,
+        1.000_000_1,
+    ],
+    underflow: -103.0,
+};
 
 /// `exp(x)` for `x ≤ 0` (Cody–Waite reduction, degree-5 polynomial: ≈ 1 ulp; 0 below −103
 /// and for −∞).
