@@ -5,6 +5,8 @@
 //! cargo run --release --example emotion -- --model ../shared/models/all-MiniLM-L6-v2 \
 //!     --data ../shared/data/emotion --out runs/emotion
 //! ```
+//! Without local copies, `--model` and `--data` default to hub ids (`distilbert-base-uncased`,
+//! `dair-ai/emotion`), downloaded once into the hub cache.
 //! Leaves `OUT/extract/` (recipe 1), `OUT/finetuned/` (Hugging Face layout) and
 //! `OUT/export/model.edgebert` (the int8 model; plus `model.fp32.edgebert`, `model.fp32.onnx`,
 //! `model.int8.onnx`).
@@ -25,8 +27,9 @@ struct Args {
     /// Model: local Hugging Face directory or hub id.
     #[arg(long, default_value = "distilbert-base-uncased")]
     model: String,
-    /// Emotion data directory (train.txt, validation.txt: `text;label`).
-    #[arg(long, default_value = "../shared/data/emotion")]
+    /// Emotion data: a directory (train.txt, validation.txt: `text;label`; or .csv/.jsonl/.parquet)
+    /// or a hub dataset id.
+    #[arg(long, default_value = "dair-ai/emotion")]
     data: PathBuf,
     /// Output directory.
     #[arg(long, default_value = "runs/emotion")]

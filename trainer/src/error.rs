@@ -82,6 +82,9 @@ pub enum TrainError {
     /// Export verification failed or the exporter reported an error.
     #[error("export: {0}")]
     Export(String),
+    /// A Hub request (dataset download) failed.
+    #[error("hub: {0}")]
+    Hub(#[from] crate::hub::HubError),
 }
 
 impl TrainError {

@@ -4,7 +4,7 @@
 //! files; then proof: the runtime classifies the validation file and its fp32 accuracy must equal
 //! candle's within 0.1 point. With int8, the fp32 bundle is kept as `model.fp32.edgebert` and the
 //! int8 accuracy and label agreement are reported beside it.
-use crate::data::{find_split_file, load_file_with_labels, Encoded, TextEncoder};
+use crate::data::{find_split_file, load_file_with_source, DataSource, Encoded, TextEncoder};
 use crate::error::{Result, TrainError};
 use crate::eval::{load_trained, predict};
 use crate::finetune::{copy_tokenizer_files, var_tensors};
@@ -89,12 +89,26 @@ pub struct ExportSummary {
     pub int8: Option<Verification>,
 }
 
-/// The validation file recorded in a fine-tuned directory's `training_args.json`.
-fn default_validation_file(model_dir: &Path) -> Option<PathBuf> {
+/// The validation file(s) recorded in a fine-tuned directory's `training_args.json` (a data
+/// directory's validation file, or the validation shards of a hub dataset), with its columns.
+fn default_validation_files(
+    model_dir: &Path,
+    progress: bool,
+) -> Option<(Vec<PathBuf>, DataSource)> {
     let args: serde_json::Value =
         crate::io::read_json(&model_dir.join("training_args.json")).ok()?;
     let data = PathBuf::from(args.get("data")?.as_str()?);
-    find_split_file(&data, "validation").ok().flatten()
+    let source: DataSource = args
+        .get("source")
+        .and_then(|s| serde_json::from_value(s.clone()).ok())
+        .unwrap_or_default();
+    let files = if crate::data::is_hub_dataset(&data) {
+        crate::data::hub::split_files(&data.to_string_lossy(), &source, "validation", progress)
+            .ok()?
+    } else {
+        vec![find_split_file(&data, "validation").ok().flatten()?]
+    };
+    (!files.is_empty()).then_some((files, source))
 }
 
 fn verify(
@@ -196,17 +210,20 @@ pub fn export(o: &ExportOpts) -> Result<ExportSummary> {
         int8: None,
     };
     if !o.skip_verify {
-        let data = o
-            .data
-            .clone()
-            .or_else(|| default_validation_file(&files.dir))
-            .ok_or_else(|| {
+        let (data, source) = match &o.data {
+            Some(d) => (vec![d.clone()], DataSource::default()),
+            None => default_validation_files(&files.dir, o.progress).ok_or_else(|| {
                 TrainError::Options(
                     "export: no validation file to verify on (pass --data FILE, or --skip-verify)"
                         .into(),
                 )
-            })?;
-        let mut split = load_file_with_labels(&data, &labels, false)?;
+            })?,
+        };
+        let mut split = load_file_with_source(&data[0], &labels, false, &source)?;
+        for more in &data[1..] {
+            let s = load_file_with_source(more, &labels, false, &source)?;
+            split.examples.extend(s.examples);
+        }
         if let Some(n) = o.max_verify_samples {
             split.examples.truncate(n);
         }

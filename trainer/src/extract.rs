@@ -21,8 +21,10 @@ use std::time::Instant;
 pub struct ExtractOptions {
     /// Model directory or hub id.
     pub model: String,
-    /// Data directory.
+    /// Data directory, or a hub dataset id (`owner/name`).
     pub data: PathBuf,
+    /// Hub revision, column names and endpoint of the data.
+    pub source: crate::data::DataSource,
     /// Output directory.
     pub out: PathBuf,
     /// Fixed label order.
@@ -50,6 +52,7 @@ impl Default for ExtractOptions {
         ExtractOptions {
             model: "distilbert-base-uncased".into(),
             data: PathBuf::new(),
+            source: crate::data::DataSource::default(),
             out: PathBuf::new(),
             labels: None,
             skip_bad_lines: false,
@@ -175,6 +178,8 @@ pub fn extract(o: &ExtractOptions) -> Result<ExtractSummary> {
         &DataOptions {
             labels: o.labels.clone(),
             skip_bad_lines: o.skip_bad_lines,
+            source: o.source.clone(),
+            progress: o.progress,
         },
     )?;
     if let Some(n) = o.max_train_samples {

@@ -56,8 +56,10 @@ impl BestMetric {
 pub struct FinetuneOptions {
     /// Model directory or hub id.
     pub model: String,
-    /// Data directory.
+    /// Data directory, or a hub dataset id (`owner/name`).
     pub data: PathBuf,
+    /// Hub revision, column names and endpoint of the data.
+    pub source: crate::data::DataSource,
     /// Output directory.
     pub out: PathBuf,
     /// Fixed label order.
@@ -113,6 +115,7 @@ impl Default for FinetuneOptions {
         FinetuneOptions {
             model: "distilbert-base-uncased".into(),
             data: PathBuf::new(),
+            source: crate::data::DataSource::default(),
             out: PathBuf::new(),
             labels: None,
             skip_bad_lines: false,
@@ -520,6 +523,8 @@ pub fn finetune(o: &FinetuneOptions) -> Result<FinetuneSummary> {
         &DataOptions {
             labels: o.labels.clone(),
             skip_bad_lines: o.skip_bad_lines,
+            source: o.source.clone(),
+            progress: o.progress,
         },
     )?;
     let skipped = dataset.train.skipped + dataset.validation.skipped;
@@ -689,6 +694,7 @@ pub fn finetune(o: &FinetuneOptions) -> Result<FinetuneSummary> {
         last_loss: losses.last().copied(),
     };
     write_json(&o.out.join("metrics.json"), &summary)?;
+    crate::hub::card::write_model_card(&o.out, &crate::hub::card::CardOptions::default())?;
     Ok(summary)
 }
 

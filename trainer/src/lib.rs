@@ -10,6 +10,7 @@ pub mod eval;
 pub mod export;
 pub mod extract;
 pub mod finetune;
+pub mod hub;
 pub mod io;
 pub mod logreg;
 pub mod metrics;

@@ -1,11 +1,13 @@
-//! `edgebert-train`: the trainer CLI (extract, finetune, evaluate, export).
+//! `edgebert-train`: the trainer CLI (extract, finetune, evaluate, export, push).
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use edgebert_trainer::data::parse_label_list;
+use edgebert_trainer::data::{parse_label_list, DataSource};
 use edgebert_trainer::eval::{evaluate_dir, EvaluateOptions};
 use edgebert_trainer::export::{export, ExportOpts};
 use edgebert_trainer::extract::{extract, ExtractOptions};
 use edgebert_trainer::finetune::{finetune, BestMetric, FinetuneOptions};
+use edgebert_trainer::hub::card::{write_model_card, CardOptions};
+use edgebert_trainer::hub::{push_folder, HubClient, PushOptions};
 use edgebert_trainer::{Quantization, WeightRange};
 use std::path::PathBuf;
 
@@ -29,14 +31,32 @@ enum Cmd {
     /// Write model.fp32.onnx, model.int8.onnx, model.edgebert, config.json and tokenizer files, then
     /// verify the bundle with the runtime against candle on the validation file.
     Export(ExportArgs),
+    /// Upload a fine-tuned model directory (and its export) to a Hub model repo in one commit,
+    /// with a generated model card (README.md).
+    Push(PushArgs),
 }
 
 #[derive(Args)]
 struct DataArgs {
     /// Data directory with train and validation (optionally test) files: .txt (`text;label`, split
-    /// on the last `;`), .csv (header with `text,label`) or .jsonl (`{"text":..,"label":..}`).
+    /// on the last `;`), .csv (header with `text,label`), .jsonl (`{"text":..,"label":..}`) or
+    /// .parquet; or a hub dataset id such as `dair-ai/emotion` (downloaded into the hub cache;
+    /// `HF_HUB_OFFLINE=1` reads the cache only).
     #[arg(long)]
     data: PathBuf,
+    /// Revision (branch, tag or commit) of a hub dataset given to --data.
+    #[arg(long, default_value = "main")]
+    data_revision: String,
+    /// Column holding the texts in .csv, .jsonl and .parquet files.
+    #[arg(long, default_value = "text")]
+    text_column: String,
+    /// Column holding the labels (names or integer ids) in .csv, .jsonl and .parquet files.
+    #[arg(long, default_value = "label")]
+    label_column: String,
+    /// Hub endpoint for datasets by id and for --push-to-hub (default: HF_ENDPOINT, else
+    /// https://huggingface.co).
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
     /// Label order, e.g. `sadness,joy,love,anger,fear,surprise`. Default: integer labels are ids
     /// as is; otherwise names sorted in byte order.
     #[arg(long)]
@@ -140,6 +160,47 @@ struct FinetuneArgs {
     /// Write a checkpoint and stop after this optimizer step (as Ctrl-C would).
     #[arg(long, hide = true)]
     stop_after_steps: Option<usize>,
+    /// After training, push the output directory (best model, model card) to this Hub model repo
+    /// (OWNER/NAME, created when missing) in one commit; needs HF_TOKEN or the token file.
+    #[arg(long, value_name = "OWNER/NAME")]
+    push_to_hub: Option<String>,
+}
+
+#[derive(Args)]
+struct PushArgs {
+    /// Fine-tuned model directory (written by `edgebert-train finetune`).
+    #[arg(long, value_name = "DIR")]
+    model: PathBuf,
+    /// Export directory (`edgebert-train export --out`) whose model.edgebert, model.fp32.edgebert,
+    /// model.int8.onnx, model.fp32.onnx and export_report.json are pushed too (default: those
+    /// files in the model directory, when present).
+    #[arg(long, value_name = "DIR")]
+    export: Option<PathBuf>,
+    /// Hub model repo, OWNER/NAME; created when missing.
+    #[arg(long, value_name = "OWNER/NAME")]
+    repo: String,
+    /// Branch to commit to (created when missing).
+    #[arg(long, default_value = "main")]
+    revision: String,
+    /// Create the repo private (an existing repo keeps its visibility).
+    #[arg(long)]
+    private: bool,
+    /// Commit title.
+    #[arg(long, default_value = "Upload edgebert model")]
+    commit_message: String,
+    /// License id written into the model card's metadata.
+    #[arg(long, default_value = "apache-2.0")]
+    license: String,
+    /// Hub id of the base model for the card's `base_model` (default: the run's --model when it
+    /// was a hub id; a local directory has none).
+    #[arg(long, value_name = "OWNER/NAME")]
+    base_model: Option<String>,
+    /// Hub endpoint (default: HF_ENDPOINT, else https://huggingface.co).
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
+    /// Hide progress bars.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -225,6 +286,54 @@ struct ExportArgs {
     quiet: bool,
 }
 
+fn source(d: &DataArgs) -> DataSource {
+    DataSource {
+        revision: Some(d.data_revision.clone()),
+        text_column: Some(d.text_column.clone()),
+        label_column: Some(d.label_column.clone()),
+        endpoint: d.endpoint.clone(),
+    }
+}
+
+/// Writes the model card and pushes; prints what was committed.
+fn push(
+    client: &HubClient,
+    o: &PushOptions,
+    license: &str,
+    base_model: Option<String>,
+) -> anyhow::Result<()> {
+    let card = CardOptions {
+        license: license.to_string(),
+        repo: Some(o.repo.clone()),
+        export_dir: o.export_dir.clone(),
+        base_model,
+    };
+    match write_model_card(&o.model_dir, &card).context("model card")? {
+        Some(p) => println!("wrote {}", p.display()),
+        None => println!(
+            "kept {} (not generated by edgebert-train)",
+            o.model_dir.join("README.md").display()
+        ),
+    }
+    let s = push_folder(client, o).with_context(|| format!("push to {}", o.repo))?;
+    for f in &s.files {
+        let how = match (f.mode.as_str(), f.uploaded) {
+            ("lfs", true) => "lfs, uploaded",
+            ("lfs", false) => "lfs, already on the Hub",
+            _ => "regular",
+        };
+        println!("  {} ({} bytes, {how})", f.path, f.size);
+    }
+    println!(
+        "committed {} files ({} LFS objects uploaded) to {}: {}",
+        s.files.len(),
+        s.lfs_uploaded(),
+        o.repo,
+        s.commit_url
+    );
+    Ok(())
+}
+
 fn labels(s: &Option<String>) -> anyhow::Result<Option<Vec<String>>> {
     Ok(match s {
         Some(s) => Some(parse_label_list(s)?),
@@ -260,6 +369,7 @@ fn run() -> anyhow::Result<()> {
         Cmd::Extract(a) => {
             let o = ExtractOptions {
                 model: a.model,
+                source: source(&a.data),
                 data: a.data.data,
                 out: a.out,
                 labels: labels(&a.data.labels)?,
@@ -285,8 +395,22 @@ fn run() -> anyhow::Result<()> {
             println!("wrote {}", o.out.join("metrics.json").display());
         }
         Cmd::Finetune(a) => {
+            // A push is checked before training, not after it.
+            let hub = match &a.push_to_hub {
+                Some(repo) => {
+                    let mut c = HubClient::from_env(a.data.endpoint.as_deref());
+                    c.progress = !a.data.quiet;
+                    c.require_token().context("--push-to-hub")?;
+                    if !edgebert_trainer::hub::looks_like_repo_id(repo) {
+                        anyhow::bail!("--push-to-hub {repo:?}: expected OWNER/NAME");
+                    }
+                    Some((c, repo.clone()))
+                }
+                None => None,
+            };
             let o = FinetuneOptions {
                 model: a.model,
+                source: source(&a.data),
                 data: a.data.data,
                 out: a.out,
                 labels: labels(&a.data.labels)?,
@@ -325,6 +449,33 @@ fn run() -> anyhow::Result<()> {
             );
             println!("{}", s.validation.report());
             println!("wrote {}", o.out.display());
+            if let Some((client, repo)) = hub {
+                let po = PushOptions {
+                    model_dir: o.out.clone(),
+                    export_dir: None,
+                    repo,
+                    revision: "main".into(),
+                    private: false,
+                    commit_message: format!(
+                        "edgebert-train finetune: validation accuracy {:.4}, weighted F1 {:.4}",
+                        s.validation.accuracy, s.validation.weighted_f1
+                    ),
+                };
+                push(&client, &po, "apache-2.0", None)?;
+            }
+        }
+        Cmd::Push(a) => {
+            let mut client = HubClient::from_env(a.endpoint.as_deref());
+            client.progress = !a.quiet;
+            let o = PushOptions {
+                model_dir: a.model,
+                export_dir: a.export,
+                repo: a.repo,
+                revision: a.revision,
+                private: a.private,
+                commit_message: a.commit_message,
+            };
+            push(&client, &o, &a.license, a.base_model)?;
         }
         Cmd::Evaluate(a) => {
             let o = EvaluateOptions {

@@ -1,11 +1,17 @@
-//! Data: reading `train`/`validation`/`test` files (.txt `text;label`, .csv, .jsonl), the label
-//! order, tokenization with the `tokenizers` crate, and seeded, resumable, dynamically padded batches.
+//! Data: reading `train`/`validation`/`test` files (.txt `text;label`, .csv, .jsonl, .parquet)
+//! from a directory or a hub dataset id ([`hub`]), the label order, tokenization with the
+//! `tokenizers` crate, and seeded, resumable, dynamically padded batches.
 //!
 //! Label order (the id of each label name), in priority:
 //! 1. `--labels a,b,c` fixes it; file labels may then be names from that list or integer ids.
-//! 2. Otherwise, if every label in every split is a non-negative integer, the integers are the ids
+//! 2. Otherwise, for a hub dataset whose metadata names the classes (`class_label.names`), those
+//!    names in their order.
+//! 3. Otherwise, if every label in every split is a non-negative integer, the integers are the ids
 //!    as is and the names are `LABEL_0..LABEL_{max}` (as transformers names them).
-//! 3. Otherwise the sorted (byte order) unique label names of all splits get ids 0, 1, 2, ...
+//! 4. Otherwise the sorted (byte order) unique label names of all splits get ids 0, 1, 2, ...
+pub mod hub;
+pub mod parquet_file;
+
 use crate::error::{Result, TrainError};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -66,6 +72,31 @@ impl Split {
     }
 }
 
+/// Where data comes from beyond its path: the revision of a hub dataset, the column names of
+/// csv/jsonl/parquet files, and the Hub endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DataSource {
+    /// Branch, tag or commit of a hub dataset (`--data-revision`); default `main`.
+    pub revision: Option<String>,
+    /// Text column of csv, jsonl and parquet files (`--text-column`); default `text`.
+    pub text_column: Option<String>,
+    /// Label column of csv, jsonl and parquet files (`--label-column`); default `label`.
+    pub label_column: Option<String>,
+    /// Hub endpoint (`--endpoint`); default `HF_ENDPOINT`, else `https://huggingface.co`.
+    pub endpoint: Option<String>,
+}
+
+impl DataSource {
+    /// The text column name.
+    pub fn text(&self) -> &str {
+        self.text_column.as_deref().unwrap_or("text")
+    }
+    /// The label column name.
+    pub fn label(&self) -> &str {
+        self.label_column.as_deref().unwrap_or("label")
+    }
+}
+
 /// Options for reading data files.
 #[derive(Debug, Clone, Default)]
 pub struct DataOptions {
@@ -73,6 +104,10 @@ pub struct DataOptions {
     pub labels: Option<Vec<String>>,
     /// Skip and count malformed lines instead of failing.
     pub skip_bad_lines: bool,
+    /// Hub revision, column names, endpoint.
+    pub source: DataSource,
+    /// Show download progress bars.
+    pub progress: bool,
 }
 
 /// A data directory: train, validation and optional test splits, and the label names by id.
@@ -88,9 +123,9 @@ pub struct Dataset {
     pub test: Option<Split>,
 }
 
-const EXTENSIONS: [&str; 3] = ["txt", "csv", "jsonl"];
+const EXTENSIONS: [&str; 4] = ["txt", "csv", "jsonl", "parquet"];
 
-/// Finds `DIR/<name>.{txt,csv,jsonl}`; `Ok(None)` when absent, an error when ambiguous.
+/// Finds `DIR/<name>.{txt,csv,jsonl,parquet}`; `Ok(None)` when absent, an error when ambiguous.
 pub fn find_split_file(dir: &Path, name: &str) -> Result<Option<PathBuf>> {
     let found: Vec<PathBuf> = EXTENSIONS
         .iter()
@@ -107,35 +142,82 @@ pub fn find_split_file(dir: &Path, name: &str) -> Result<Option<PathBuf>> {
     }
 }
 
-/// Loads a data directory (see the module doc for the label order).
-pub fn load_dataset(dir: &Path, opts: &DataOptions) -> Result<Dataset> {
-    if !dir.is_dir() {
-        return Err(TrainError::data(
-            dir,
-            "not a directory (--data expects a directory with train and validation files)",
-        ));
+/// True when `--data` names a hub dataset: no such local path, and of the form `owner/name`.
+pub fn is_hub_dataset(spec: &Path) -> bool {
+    !spec.exists() && spec.to_str().is_some_and(crate::hub::looks_like_repo_id)
+}
+
+/// Reads several files (shards of one split) as one split.
+fn read_files(paths: &[PathBuf], skip_bad_lines: bool, source: &DataSource) -> Result<RawSplit> {
+    let mut out: Option<RawSplit> = None;
+    for p in paths {
+        let r = read_file_with(p, skip_bad_lines, source)?;
+        match &mut out {
+            None => out = Some(r),
+            Some(o) => {
+                o.examples.extend(r.examples);
+                o.skipped += r.skipped;
+            }
+        }
     }
-    let need = |name: &str| -> Result<PathBuf> {
-        find_split_file(dir, name)?.ok_or_else(|| {
-            TrainError::data(
+    out.ok_or_else(|| TrainError::Options("no files for a split".into()))
+}
+
+/// Loads a data directory or a hub dataset id (see the module doc for the label order).
+pub fn load_dataset(dir: &Path, opts: &DataOptions) -> Result<Dataset> {
+    let (train, validation, test, hub_labels) = if is_hub_dataset(dir) {
+        let id = dir.to_string_lossy();
+        let ds = hub::resolve(&id, &opts.source, opts.progress)?;
+        let get = |s: &str| -> Result<Option<RawSplit>> {
+            match ds.splits.get(s) {
+                Some(files) => Ok(Some(read_files(files, opts.skip_bad_lines, &opts.source)?)),
+                None => Ok(None),
+            }
+        };
+        let need = |s: &str| -> Result<RawSplit> {
+            get(s)?.ok_or_else(|| TrainError::data(dir, format!("no {s} split")))
+        };
+        (
+            need("train")?,
+            need("validation")?,
+            get("test")?,
+            ds.label_names.clone(),
+        )
+    } else {
+        if !dir.is_dir() {
+            return Err(TrainError::data(
                 dir,
-                format!("no {name}.txt, {name}.csv or {name}.jsonl in the data directory"),
-            )
-        })
-    };
-    let train = read_file(&need("train")?, opts.skip_bad_lines)?;
-    let validation = read_file(&need("validation")?, opts.skip_bad_lines)?;
-    let test = match find_split_file(dir, "test")? {
-        Some(p) => Some(read_file(&p, opts.skip_bad_lines)?),
-        None => None,
+                "not a directory (--data expects a directory with train and validation files, \
+                 or a hub dataset id such as dair-ai/emotion)",
+            ));
+        }
+        let need = |name: &str| -> Result<PathBuf> {
+            find_split_file(dir, name)?.ok_or_else(|| {
+                TrainError::data(
+                    dir,
+                    format!(
+                        "no {name}.txt, {name}.csv, {name}.jsonl or {name}.parquet in the data directory"
+                    ),
+                )
+            })
+        };
+        let read = |p: &Path| read_file_with(p, opts.skip_bad_lines, &opts.source);
+        let train = read(&need("train")?)?;
+        let validation = read(&need("validation")?)?;
+        let test = match find_split_file(dir, "test")? {
+            Some(p) => Some(read(&p)?),
+            None => None,
+        };
+        (train, validation, test, None)
     };
     let mut all: Vec<&RawSplit> = vec![&train, &validation];
     if let Some(t) = &test {
         all.push(t);
     }
-    let labels = match &opts.labels {
-        Some(l) => validate_label_list(l)?,
-        None => derive_labels(&all),
+    let labels = match (&opts.labels, hub_labels) {
+        (Some(l), _) => validate_label_list(l)?,
+        (None, Some(names)) if names_cover_ids(&names, &all) => names,
+        (None, _) => derive_labels(&all),
     };
     Ok(Dataset {
         train: map_labels(&train, &labels)?,
@@ -148,6 +230,13 @@ pub fn load_dataset(dir: &Path, opts: &DataOptions) -> Result<Dataset> {
     })
 }
 
+/// True when every label is a name from `names` or an integer id below `names.len()`.
+fn names_cover_ids(names: &[String], splits: &[&RawSplit]) -> bool {
+    splits.iter().flat_map(|s| &s.examples).all(|e| {
+        names.contains(&e.label) || e.label.parse::<usize>().is_ok_and(|i| i < names.len())
+    })
+}
+
 /// Loads one file and maps its labels onto a known label list (e.g. a trained model's `id2label`).
 pub fn load_file_with_labels(
     path: &Path,
@@ -155,6 +244,17 @@ pub fn load_file_with_labels(
     skip_bad_lines: bool,
 ) -> Result<Split> {
     let raw = read_file(path, skip_bad_lines)?;
+    map_labels(&raw, labels)
+}
+
+/// [`load_file_with_labels`] with the column names of `source`.
+pub fn load_file_with_source(
+    path: &Path,
+    labels: &[String],
+    skip_bad_lines: bool,
+    source: &DataSource,
+) -> Result<Split> {
+    let raw = read_file_with(path, skip_bad_lines, source)?;
     map_labels(&raw, labels)
 }
 
@@ -243,13 +343,23 @@ fn map_labels(raw: &RawSplit, labels: &[String]) -> Result<Split> {
     })
 }
 
-/// Reads one data file by extension (.txt, .csv, .jsonl).
+/// Reads one data file by extension (.txt, .csv, .jsonl, .parquet), columns `text` and `label`.
 pub fn read_file(path: &Path, skip_bad_lines: bool) -> Result<RawSplit> {
+    read_file_with(path, skip_bad_lines, &DataSource::default())
+}
+
+/// Reads one data file by extension, with the column names of `source` (csv, jsonl, parquet).
+pub fn read_file_with(path: &Path, skip_bad_lines: bool, source: &DataSource) -> Result<RawSplit> {
+    let (text_col, label_col) = (source.text(), source.label());
     let ext = path
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
         .unwrap_or_default();
-    let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
+    let bytes = if ext == "parquet" {
+        Vec::new()
+    } else {
+        std::fs::read(path).map_err(|e| TrainError::io(path, e))?
+    };
     let mut out = RawSplit {
         path: path.to_path_buf(),
         examples: Vec::new(),
@@ -295,7 +405,7 @@ pub fn read_file(path: &Path, skip_bad_lines: bool) -> Result<RawSplit> {
                 let r = if ext == "txt" {
                     parse_txt_line(line)
                 } else {
-                    parse_jsonl_line(line)
+                    parse_jsonl_fields(line, text_col, label_col)
                 };
                 accept(i + 1, r)?;
             }
@@ -314,12 +424,13 @@ pub fn read_file(path: &Path, skip_bad_lines: bool) -> Result<RawSplit> {
                 })?
                 .clone();
             let col = |name: &str| headers.iter().position(|h| h.trim() == name);
-            let (Some(ti), Some(li)) = (col("text"), col("label")) else {
+            let (Some(ti), Some(li)) = (col(text_col), col(label_col)) else {
                 return Err(TrainError::BadLine {
                     path: path.to_path_buf(),
                     line: 1,
                     msg: format!(
-                        "the CSV header must name columns \"text\" and \"label\" (found {:?})",
+                        "the CSV header must name columns {text_col:?} and {label_col:?} (found {:?}; \
+                         other names: --text-column, --label-column)",
                         headers.iter().collect::<Vec<_>>()
                     ),
                 });
@@ -364,10 +475,15 @@ pub fn read_file(path: &Path, skip_bad_lines: bool) -> Result<RawSplit> {
                 }
             }
         }
+        "parquet" => {
+            for (row, r) in parquet_file::read_rows(path, text_col, label_col)? {
+                accept(row, r.map_err(|m| format!("row {row}: {m}")))?;
+            }
+        }
         _ => {
             return Err(TrainError::data(
                 path,
-                "unknown data format: use .txt (text;label), .csv (text,label) or .jsonl",
+                "unknown data format: use .txt (text;label), .csv (text,label), .jsonl or .parquet",
             ))
         }
     }
@@ -399,18 +515,31 @@ pub fn parse_txt_line(line: &str) -> std::result::Result<(String, String), Strin
 
 /// Parses `{"text": ..., "label": ...}` (label a string or a non-negative integer).
 pub fn parse_jsonl_line(line: &str) -> std::result::Result<(String, String), String> {
+    parse_jsonl_fields(line, "text", "label")
+}
+
+/// Parses a JSON line with the text in field `text_col` and the label in `label_col`.
+pub fn parse_jsonl_fields(
+    line: &str,
+    text_col: &str,
+    label_col: &str,
+) -> std::result::Result<(String, String), String> {
     let v: serde_json::Value =
         serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
-    let text = match v.get("text") {
+    let text = match v.get(text_col) {
         Some(serde_json::Value::String(s)) => s.as_str(),
-        Some(_) => return Err("field \"text\" must be a string".into()),
-        None => return Err("missing field \"text\"".into()),
+        Some(_) => return Err(format!("field {text_col:?} must be a string")),
+        None => return Err(format!("missing field {text_col:?}")),
     };
-    let label = match v.get("label") {
+    let label = match v.get(label_col) {
         Some(serde_json::Value::String(s)) => s.clone(),
         Some(serde_json::Value::Number(n)) if n.as_u64().is_some() => n.to_string(),
-        Some(_) => return Err("field \"label\" must be a string or a non-negative integer".into()),
-        None => return Err("missing field \"label\"".into()),
+        Some(_) => {
+            return Err(format!(
+                "field {label_col:?} must be a string or a non-negative integer"
+            ))
+        }
+        None => return Err(format!("missing field {label_col:?}")),
     };
     check_fields(text, &label)
 }
