@@ -14,8 +14,8 @@
 //! order of the contraction index, so AVX2, AVX-512 and NEON give the same products), the
 //! softmax as ONNX defines it (row max subtracted, `exp`, sum, times the reciprocal of the sum,
 //! as tract and onnxruntime do). Results agree with the op sequence to f32 rounding, not bit
-//! for bit. The vector kernels are written once in [`crate::simd`], the scalar ones are in
-//! [`crate::portable`].
+//! for bit. The vector kernels are written once in `simd`, the scalar ones are in
+//! `portable`.
 
 use crate::dispatch;
 use crate::portable;
@@ -249,43 +249,30 @@ pub fn attention(
                         c_stride: dims,
                     }
                 }
+                // one pass of the products and softmax of a vector family's entry points
+                #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+                macro_rules! simd_pass {
+                    ($family:path) => {{
+                        use $family::{products, softmax};
+                        products(q_tile, scores, r);
+                        for i in 0..r {
+                            let row = &mut scores[i * keys..(i + 1) * keys];
+                            softmax(row, seq, rows_mask(i), strides.key);
+                        }
+                        products(v_tile(scores, keys, values, dims, seq), context, r);
+                    }};
+                }
                 match kernel {
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: AVX-512 F is available (checked above); every buffer holds the
                     // rows and padded columns the products read and write.
-                    AttentionKernel::Avx512 => unsafe {
-                        use crate::x86_64::avx512::{products, softmax};
-                        products(q_tile, scores, r);
-                        for i in 0..r {
-                            let row = &mut scores[i * keys..(i + 1) * keys];
-                            softmax(row, seq, rows_mask(i), strides.key);
-                        }
-                        products(v_tile(scores, keys, values, dims, seq), context, r);
-                    },
+                    AttentionKernel::Avx512 => unsafe { simd_pass!(crate::x86_64::avx512) },
                     #[cfg(target_arch = "x86_64")]
-                    // SAFETY: AVX2 and FMA are available (checked above); every buffer holds the
-                    // rows and padded columns the products read and write.
-                    AttentionKernel::Fma => unsafe {
-                        use crate::x86_64::avx2::{products, softmax};
-                        products(q_tile, scores, r);
-                        for i in 0..r {
-                            let row = &mut scores[i * keys..(i + 1) * keys];
-                            softmax(row, seq, rows_mask(i), strides.key);
-                        }
-                        products(v_tile(scores, keys, values, dims, seq), context, r);
-                    },
+                    // SAFETY: AVX2 and FMA are available (checked above); as above.
+                    AttentionKernel::Fma => unsafe { simd_pass!(crate::x86_64::avx2) },
                     #[cfg(target_arch = "aarch64")]
-                    // SAFETY: NEON is available (checked above); every buffer holds the rows
-                    // and padded columns the products read and write.
-                    AttentionKernel::Neon => unsafe {
-                        use crate::aarch64::neon::{products, softmax};
-                        products(q_tile, scores, r);
-                        for i in 0..r {
-                            let row = &mut scores[i * keys..(i + 1) * keys];
-                            softmax(row, seq, rows_mask(i), strides.key);
-                        }
-                        products(v_tile(scores, keys, values, dims, seq), context, r);
-                    },
+                    // SAFETY: NEON is available (checked above); as above.
+                    AttentionKernel::Neon => unsafe { simd_pass!(crate::aarch64::neon) },
                     _ => {
                         portable::products(q_rows, width, keys_t, keys, head_dim, scores, keys, r);
                         for i in 0..r {

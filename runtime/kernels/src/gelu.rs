@@ -3,8 +3,8 @@
 //! tract runs the ONNX erf-GELU pattern as its `GeluExact` op: two scalar passes around its erf
 //! kernel, with a scratch buffer per call (≈ 8% of an int8 MiniLM classification on a Zen 5).
 //! This is one pass with a branch-free rational erf, written once over vector registers
-//! ([`crate::simd`]) and compiled for AVX-512, AVX2 and NEON, and in plain Rust
-//! ([`crate::portable`]), each step the same IEEE operation in the same order, so the vector
+//! (`simd`) and compiled for AVX-512, AVX2 and NEON, and in plain Rust
+//! (`portable`), each step the same IEEE operation in the same order, so the vector
 //! widths only change how many elements go at once, never the result: every variant is
 //! bit-identical to [`gelu`] (no fused multiply-adds; Rust does not contract `a * b + c`
 //! either).

@@ -2,8 +2,8 @@
 //! one pass, with exact `u8 × i8` products in the SIMD instructions of the CPU it runs on.
 //!
 //! This module is the public API: the packed weights, the kernel choice and [`linear`]. The
-//! kernels are in the CPU family folders ([`crate::x86_64`], `crate::aarch64`), the scalar
-//! reference in [`crate::portable`], the choice per CPU in [`crate::dispatch`].
+//! kernels are in the CPU family folders (`x86_64`, `crate::aarch64`), the scalar
+//! reference in `portable`, the choice per CPU in [`crate::dispatch`].
 //!
 //! On an x86-64 CPU with AVX2 but no int8 dot-product instructions tract's integer GEMM is far
 //! slower than its fp32 one, so without this kernel the runtime dequantizes the weights to fp32

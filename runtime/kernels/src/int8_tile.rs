@@ -150,46 +150,83 @@ pub(crate) unsafe fn gemm<K: Int8Lanes>(
 /// As [`gemm`].
 #[inline(always)]
 pub(crate) unsafe fn tile<K: Int8Lanes, const R: usize, const B: usize>(t: Tile) {
-    let Span {
-        col0,
-        g0,
-        g1,
-        first,
-        last,
-    } = t.span;
-    let w = t.w;
-    let groups = w.groups;
-    let stride = w.stride();
+    let mut acc = resume::<K, R, B>(t);
+    accumulate::<K, R, B>(t, &mut acc, t.span.g0, t.span.g1);
+    finish::<K, R, B>(t, &acc);
+}
+
+/// The tile's sums so far: zero on the first chunk, else those [`finish`] saved.
+///
+/// # Safety
+/// As [`gemm`].
+#[inline(always)]
+pub(crate) unsafe fn resume<K: Int8Lanes, const R: usize, const B: usize>(
+    t: Tile,
+) -> [[K::V; B]; R] {
     let mut acc = [[K::zero(); B]; R];
-    if !first {
+    if !t.span.first {
         for (i, acc_row) in acc.iter_mut().enumerate() {
             for (j, v) in acc_row.iter_mut().enumerate() {
                 *v = K::load(t.partial.add((i * 2 + j) * K::LANES));
             }
         }
     }
+    acc
+}
+
+/// Where register `j`'s codes of depth group `g` start in the packed weights.
+#[inline(always)]
+pub(crate) fn group_offset<K: Int8Lanes>(
+    w: &PackedInt8Weights,
+    col0: usize,
+    j: usize,
+    g: usize,
+) -> usize {
+    let c = col0 + j * K::LANES;
+    ((c / PANEL) * w.groups * PANEL + c % PANEL + g * PANEL) * w.depth
+}
+
+/// `acc += ` the products of depth groups `g0..g1`, one group at a time.
+///
+/// # Safety
+/// As [`gemm`]; `g0 ≤ g1 ≤ w.groups`.
+#[inline(always)]
+pub(crate) unsafe fn accumulate<K: Int8Lanes, const R: usize, const B: usize>(
+    t: Tile,
+    acc: &mut [[K::V; B]; R],
+    g0: usize,
+    g1: usize,
+) {
+    let w = t.w;
+    let stride = w.stride();
     let a_ptr = t.a.as_ptr().add(t.r * stride);
-    let depth = w.depth;
-    // where register `j`'s codes of depth group 0 start, and the distance between groups
-    let at = |j: usize| {
-        let c = col0 + j * K::LANES;
-        ((c / PANEL) * groups * PANEL + c % PANEL) * depth
-    };
     let w_ptr = w.data.as_ptr();
     for g in g0..g1 {
         let mut wv = [K::zero(); B];
         for (j, v) in wv.iter_mut().enumerate() {
-            *v = K::weights(w_ptr.add(at(j) + g * PANEL * depth), t.r == 0);
+            *v = K::weights(w_ptr.add(group_offset::<K>(w, t.span.col0, j, g)), t.r == 0);
         }
         for (i, acc_row) in acc.iter_mut().enumerate() {
-            let four = (a_ptr.add(i * stride + g * depth) as *const i32).read_unaligned();
+            let four = (a_ptr.add(i * stride + g * w.depth) as *const i32).read_unaligned();
             let xa = K::broadcast(four);
             for (j, acc_v) in acc_row.iter_mut().enumerate() {
                 *acc_v = K::dot(*acc_v, xa, wv[j]);
             }
         }
     }
-    if !last {
+}
+
+/// Saves the sums to `partial` when chunks of depth remain; after the last one, takes the zero
+/// point out with the column sums, rescales and stores the live columns.
+///
+/// # Safety
+/// As [`gemm`].
+#[inline(always)]
+pub(crate) unsafe fn finish<K: Int8Lanes, const R: usize, const B: usize>(
+    t: Tile,
+    acc: &[[K::V; B]; R],
+) {
+    if !t.span.last {
         for (i, acc_row) in acc.iter().enumerate() {
             for (j, v) in acc_row.iter().enumerate() {
                 K::store(*v, t.partial.add((i * 2 + j) * K::LANES));
@@ -197,11 +234,11 @@ pub(crate) unsafe fn tile<K: Int8Lanes, const R: usize, const B: usize>(t: Tile)
         }
         return;
     }
-    let n = w.n;
+    let n = t.w.n;
     for j in 0..B {
-        let col = col0 + j * K::LANES;
+        let col = t.span.col0 + j * K::LANES;
         let live = (n - col).min(K::LANES);
-        let cols = K::columns(w, t.e, t.zp, col, live);
+        let cols = K::columns(t.w, t.e, t.zp, col, live);
         for (i, acc_row) in acc.iter().enumerate() {
             K::store_row(cols, acc_row[j], t.y.add((t.r + i) * n + col), live);
         }
@@ -219,3 +256,40 @@ macro_rules! int8_tiles {
     };
 }
 pub(crate) use int8_tiles;
+
+/// The int8 entry point of one CPU family: `gemm` ([`gemm`] over the register `$k`), compiled
+/// with `$features`, and (with `tile`) the generic tile compiled with them too.
+macro_rules! int8_entry_point {
+    ($k:ty, $features:literal) => {
+        /// `y[m, n]` from the quantized rows `a` ([`crate::int8_tile::gemm`] over this family's
+        /// register).
+        ///
+        /// # Safety
+        /// The CPU has this family's features; the weights are packed 4 deep; sizes as
+        /// [`crate::int8_tile::gemm`] requires.
+        #[allow(clippy::too_many_arguments)]
+        #[target_feature(enable = $features)]
+        pub(crate) unsafe fn gemm(
+            a: &[u8],
+            m: usize,
+            w: &$crate::int8_gemm::PackedInt8Weights,
+            zp: u8,
+            e: $crate::int8_gemm::Epilogue,
+            y: &mut [f32],
+            partial: &mut [i32],
+        ) {
+            $crate::int8_tile::gemm::<$k>(a, m, w, zp, e, y, partial)
+        }
+    };
+    ($k:ty, $features:literal, tile) => {
+        $crate::int8_tile::int8_entry_point!($k, $features);
+
+        /// One int8 tile ([`crate::int8_tile::tile`]), compiled with this family's features.
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn tile<const R: usize, const B: usize>(t: $crate::int8_tile::Tile) {
+            $crate::int8_tile::tile::<$k, R, B>(t)
+        }
+    };
+}
+pub(crate) use int8_entry_point;

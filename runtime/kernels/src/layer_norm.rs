@@ -7,7 +7,7 @@
 //! activations with its own output tensor; this is one pass to sum, one for the variance and
 //! one to write. Mean and variance are accumulated in f64 (eight partial sums), so the
 //! statistics are at least as exact as the f32 graph's. The scalar reference is
-//! [`crate::portable`]'s; the vector kernels ([`crate::simd`], compiled for AVX-512, AVX2 and
+//! `portable`'s; the vector kernels (`simd`, compiled for AVX-512, AVX2 and
 //! NEON) reproduce it bit for bit.
 
 use crate::dispatch;

@@ -7,7 +7,7 @@
 //! arithmetic it replaces.
 //!
 //! Layout: the op modules ([`int8_gemm`], [`layer_norm`], [`gelu`], [`attention`]) are the
-//! public API; [`dispatch`] detects the CPU once and picks each op's kernel; [`portable`] holds
+//! public API; [`dispatch`] detects the CPU once and picks each op's kernel; `portable` holds
 //! the scalar reference of every kernel; `simd` the fp32 kernels written once over a vector
 //! register and `int8_tile` the int8 GEMM micro-tile written once over an `i32` register; the
 //! CPU family folders (`x86_64/`: AVX2, AVX-512; `aarch64/`: NEON, dotprod, i8mm) hold the

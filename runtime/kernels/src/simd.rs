@@ -372,3 +372,57 @@ pub(crate) unsafe fn softmax<V: F32Lanes>(
         i += V::LANES;
     }
 }
+
+/// The fp32 entry points of one CPU family, each a function compiled with that family's
+/// target features around the generic body: `gelu`, `layer_norm_rows` (features `$base`),
+/// attention's `products` (`$wide`/`$narrow` registers per tile) and `softmax` (features
+/// `$fma`, which include the fused multiply-add).
+macro_rules! f32_entry_points {
+    ($v:ty, base = $base:literal, fma = $fma:literal, wide = $wide:literal, narrow = $narrow:literal) => {
+        /// [`crate::portable::gelu`] of every value, bit for bit.
+        ///
+        /// # Safety
+        /// The CPU has this family's base features.
+        #[target_feature(enable = $base)]
+        pub(crate) unsafe fn gelu(xs: &mut [f32]) {
+            $crate::simd::gelu::<$v>(xs)
+        }
+
+        /// [`crate::portable::layer_norm_rows`], bit for bit.
+        ///
+        /// # Safety
+        /// The CPU has this family's base features; sizes as
+        /// [`crate::layer_norm::layer_norm`] checks them.
+        #[target_feature(enable = $base)]
+        pub(crate) unsafe fn layer_norm_rows(
+            x: &[f32],
+            residual: Option<&[f32]>,
+            gamma: &[f32],
+            beta: &[f32],
+            epsilon: f32,
+            y: &mut [f32],
+        ) {
+            $crate::simd::layer_norm_rows::<$v>(x, residual, gamma, beta, epsilon, y)
+        }
+
+        /// Attention's tile products ([`crate::simd::products`]).
+        ///
+        /// # Safety
+        /// The CPU has this family's FMA features; sizes as [`crate::simd::products`]
+        /// requires.
+        #[target_feature(enable = $fma)]
+        pub(crate) unsafe fn products(o: $crate::simd::Operands, c: &mut [f32], r: usize) {
+            $crate::simd::products::<$v, $wide, $narrow>(o, c, r)
+        }
+
+        /// Attention's row softmax ([`crate::simd::softmax`]).
+        ///
+        /// # Safety
+        /// The CPU has this family's FMA features; as [`crate::simd::softmax`] requires.
+        #[target_feature(enable = $fma)]
+        pub(crate) unsafe fn softmax(row: &mut [f32], seq: usize, mask: &[f32], key_stride: usize) {
+            $crate::simd::softmax::<$v>(row, seq, mask, key_stride)
+        }
+    };
+}
+pub(crate) use f32_entry_points;

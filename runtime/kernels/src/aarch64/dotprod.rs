@@ -2,12 +2,13 @@
 //! takes four `i8 × i8` products per `i32` lane, over the same 4-deep packing as AVX-512 VNNI.
 //! `sdot` has no `u8 × i8` form, so the activations are shifted to `i8` (`q − 128`) as in
 //! [`super::neon`], and the shift is given back exactly with the column sums. Tiles of 8 rows ×
-//! 8 columns (16 accumulators). The instruction is written in `asm!` (its intrinsic is not
-//! stable Rust).
+//! 8 columns (16 accumulators); four depth groups at a time, so that one 16-byte load of a row
+//! feeds eight `sdot`s by lane (as tract's and MLAS's dotprod kernels do). The instruction is
+//! written in `asm!` (its intrinsic is not stable Rust).
 
-use super::neon::{shifted, shifted_columns, store_columns};
-use crate::int8_gemm::{Epilogue, PackedInt8Weights};
-use crate::int8_tile::{int8_tiles, Int8Lanes, Tile};
+use super::neon::shifted_int8_lanes;
+use crate::int8_gemm::{Epilogue, PackedInt8Weights, PANEL};
+use crate::int8_tile::{self, Int8Lanes, Tile};
 use std::arch::aarch64::*;
 use std::arch::asm;
 
@@ -25,81 +26,196 @@ unsafe fn sdot(mut acc: int32x4_t, a: int8x16_t, w: int8x16_t) -> int32x4_t {
     acc
 }
 
-/// The dotprod int8 register: 4 columns of `i32` sums.
-pub(crate) struct Dotprod;
+/// `acc[j] + Σ_q Σ₄ a[4q..4q+4] × w[q][j]` per 32-bit lane, for two registers of columns `j`
+/// over four depth groups `q` (eight `sdot`s by element, one block so that the compiler keeps
+/// a tile's rows unrolled).
+#[inline]
+#[target_feature(enable = "dotprod")]
+unsafe fn sdot_quad(acc: &mut [int32x4_t; 2], w: &[[int8x16_t; 2]; 4], a: int8x16_t) {
+    asm!(
+        "sdot {c0:v}.4s, {w00:v}.16b, {a:v}.4b[0]",
+        "sdot {c1:v}.4s, {w01:v}.16b, {a:v}.4b[0]",
+        "sdot {c0:v}.4s, {w10:v}.16b, {a:v}.4b[1]",
+        "sdot {c1:v}.4s, {w11:v}.16b, {a:v}.4b[1]",
+        "sdot {c0:v}.4s, {w20:v}.16b, {a:v}.4b[2]",
+        "sdot {c1:v}.4s, {w21:v}.16b, {a:v}.4b[2]",
+        "sdot {c0:v}.4s, {w30:v}.16b, {a:v}.4b[3]",
+        "sdot {c1:v}.4s, {w31:v}.16b, {a:v}.4b[3]",
+        c0 = inout(vreg) acc[0],
+        c1 = inout(vreg) acc[1],
+        w00 = in(vreg) w[0][0],
+        w01 = in(vreg) w[0][1],
+        w10 = in(vreg) w[1][0],
+        w11 = in(vreg) w[1][1],
+        w20 = in(vreg) w[2][0],
+        w21 = in(vreg) w[2][1],
+        w30 = in(vreg) w[3][0],
+        w31 = in(vreg) w[3][1],
+        a = in(vreg) a,
+        options(pure, nomem, nostack, preserves_flags)
+    );
+}
 
-impl Int8Lanes for Dotprod {
-    const LANES: usize = 4;
-    const ROWS: usize = 8;
-    type V = int32x4_t;
-    type Cols = (int32x4_t, float32x4_t, Option<float32x4_t>);
+/// `acc + Σ_q Σ₄ a[4q..4q+4] × w[q]` per 32-bit lane, one register of columns over four depth
+/// groups (four `sdot`s by element).
+#[inline]
+#[target_feature(enable = "dotprod")]
+unsafe fn sdot_quad1(acc: &mut int32x4_t, w: &[[int8x16_t; 2]; 4], a: int8x16_t) {
+    asm!(
+        "sdot {c:v}.4s, {w0:v}.16b, {a:v}.4b[0]",
+        "sdot {c:v}.4s, {w1:v}.16b, {a:v}.4b[1]",
+        "sdot {c:v}.4s, {w2:v}.16b, {a:v}.4b[2]",
+        "sdot {c:v}.4s, {w3:v}.16b, {a:v}.4b[3]",
+        c = inout(vreg) *acc,
+        w0 = in(vreg) w[0][0],
+        w1 = in(vreg) w[1][0],
+        w2 = in(vreg) w[2][0],
+        w3 = in(vreg) w[3][0],
+        a = in(vreg) a,
+        options(pure, nomem, nostack, preserves_flags)
+    );
+}
 
-    #[inline(always)]
-    unsafe fn zero() -> int32x4_t {
-        vdupq_n_s32(0)
-    }
-    #[inline(always)]
-    unsafe fn load(p: *const i32) -> int32x4_t {
-        vld1q_s32(p)
-    }
-    #[inline(always)]
-    unsafe fn store(v: int32x4_t, p: *mut i32) {
-        vst1q_s32(p, v)
-    }
-    #[inline(always)]
-    unsafe fn weights(at: *const i8, _stream: bool) -> int32x4_t {
-        vreinterpretq_s32_s8(vld1q_s8(at))
-    }
-    #[inline(always)]
-    unsafe fn broadcast(four: i32) -> int32x4_t {
-        vreinterpretq_s32_s8(shifted(four))
-    }
-    #[inline(always)]
-    unsafe fn dot(acc: int32x4_t, a: int32x4_t, w: int32x4_t) -> int32x4_t {
-        sdot(acc, vreinterpretq_s8_s32(a), vreinterpretq_s8_s32(w))
-    }
-    #[inline(always)]
-    unsafe fn columns(
-        w: &PackedInt8Weights,
-        e: Epilogue,
-        zp: u8,
-        col: usize,
-        live: usize,
-    ) -> Self::Cols {
-        shifted_columns(w, e, zp, col, live)
-    }
-    #[inline(always)]
-    unsafe fn store_row(cols: Self::Cols, acc: int32x4_t, out: *mut f32, live: usize) {
-        store_columns(cols, acc, out, live)
-    }
-    #[inline(always)]
-    unsafe fn tile(rows: usize, width: usize, t: Tile) {
-        int8_tiles!(tile, rows, width, t; 1 2 3 4 5 6 7 8)
+/// Sixteen `sdot`s by element `$lane`: `acc[i][j] += Σ₄ a[i][4·lane..] × w[j]` for the 8 rows
+/// × 2 registers of a full tile, in one block (26 vector registers: the compiler keeps the
+/// accumulators in registers across the loop).
+macro_rules! sdot_8x2 {
+    ($lane:literal, $acc:ident, $a:ident, $w0:expr, $w1:expr) => {
+        asm!(
+            concat!("sdot {c00:v}.4s, {w0:v}.16b, {a0:v}.4b[", $lane, "]"),
+            concat!("sdot {c01:v}.4s, {w1:v}.16b, {a0:v}.4b[", $lane, "]"),
+            concat!("sdot {c10:v}.4s, {w0:v}.16b, {a1:v}.4b[", $lane, "]"),
+            concat!("sdot {c11:v}.4s, {w1:v}.16b, {a1:v}.4b[", $lane, "]"),
+            concat!("sdot {c20:v}.4s, {w0:v}.16b, {a2:v}.4b[", $lane, "]"),
+            concat!("sdot {c21:v}.4s, {w1:v}.16b, {a2:v}.4b[", $lane, "]"),
+            concat!("sdot {c30:v}.4s, {w0:v}.16b, {a3:v}.4b[", $lane, "]"),
+            concat!("sdot {c31:v}.4s, {w1:v}.16b, {a3:v}.4b[", $lane, "]"),
+            concat!("sdot {c40:v}.4s, {w0:v}.16b, {a4:v}.4b[", $lane, "]"),
+            concat!("sdot {c41:v}.4s, {w1:v}.16b, {a4:v}.4b[", $lane, "]"),
+            concat!("sdot {c50:v}.4s, {w0:v}.16b, {a5:v}.4b[", $lane, "]"),
+            concat!("sdot {c51:v}.4s, {w1:v}.16b, {a5:v}.4b[", $lane, "]"),
+            concat!("sdot {c60:v}.4s, {w0:v}.16b, {a6:v}.4b[", $lane, "]"),
+            concat!("sdot {c61:v}.4s, {w1:v}.16b, {a6:v}.4b[", $lane, "]"),
+            concat!("sdot {c70:v}.4s, {w0:v}.16b, {a7:v}.4b[", $lane, "]"),
+            concat!("sdot {c71:v}.4s, {w1:v}.16b, {a7:v}.4b[", $lane, "]"),
+            c00 = inout(vreg) $acc[0][0],
+            c01 = inout(vreg) $acc[0][1],
+            c10 = inout(vreg) $acc[1][0],
+            c11 = inout(vreg) $acc[1][1],
+            c20 = inout(vreg) $acc[2][0],
+            c21 = inout(vreg) $acc[2][1],
+            c30 = inout(vreg) $acc[3][0],
+            c31 = inout(vreg) $acc[3][1],
+            c40 = inout(vreg) $acc[4][0],
+            c41 = inout(vreg) $acc[4][1],
+            c50 = inout(vreg) $acc[5][0],
+            c51 = inout(vreg) $acc[5][1],
+            c60 = inout(vreg) $acc[6][0],
+            c61 = inout(vreg) $acc[6][1],
+            c70 = inout(vreg) $acc[7][0],
+            c71 = inout(vreg) $acc[7][1],
+            a0 = in(vreg) $a[0],
+            a1 = in(vreg) $a[1],
+            a2 = in(vreg) $a[2],
+            a3 = in(vreg) $a[3],
+            a4 = in(vreg) $a[4],
+            a5 = in(vreg) $a[5],
+            a6 = in(vreg) $a[6],
+            a7 = in(vreg) $a[7],
+            w0 = in(vreg) $w0,
+            w1 = in(vreg) $w1,
+            options(pure, nomem, nostack, preserves_flags)
+        )
+    };
+}
+
+/// The quads of depth groups `g..g_end` (a multiple of 4 apart) of a full 8-row × 8-column
+/// tile: the 8 rows' 16 activation bytes are loaded (and shifted) once per quad, then for each
+/// of its 4 groups the 2 registers of codes feed 16 `sdot`s, as tract's 8×8 dotprod kernel.
+///
+/// # Safety
+/// dotprod; as [`crate::int8_tile::gemm`] requires, with `t` a tile of 8 rows and 2 registers.
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn quads_8x2(t: Tile, acc: &mut [[int32x4_t; 2]; 8], g: usize, g_end: usize) {
+    let w = t.w;
+    let stride = w.stride();
+    let a_ptr = t.a.as_ptr().add(t.r * stride);
+    let w_ptr = w.data.as_ptr();
+    let flip = vdupq_n_u8(0x80);
+    // the two registers' codes of group `g` (consecutive groups are one panel group apart)
+    let (at0, at1) = (
+        int8_tile::group_offset::<Dotprod>(w, t.span.col0, 0, 0),
+        int8_tile::group_offset::<Dotprod>(w, t.span.col0, 1, 0),
+    );
+    let step = PANEL * w.depth;
+    let mut g = g;
+    while g < g_end {
+        let mut a = [vdupq_n_s8(0); 8];
+        for (i, v) in a.iter_mut().enumerate() {
+            let row = vld1q_u8(a_ptr.add(i * stride + g * w.depth));
+            *v = vreinterpretq_s8_u8(veorq_u8(row, flip));
+        }
+        let codes = |q: usize, at: usize| vld1q_s8(w_ptr.add(at + (g + q) * step));
+        sdot_8x2!("0", acc, a, codes(0, at0), codes(0, at1));
+        sdot_8x2!("1", acc, a, codes(1, at0), codes(1, at1));
+        sdot_8x2!("2", acc, a, codes(2, at0), codes(2, at1));
+        sdot_8x2!("3", acc, a, codes(3, at0), codes(3, at1));
+        g += 4;
     }
 }
 
-/// One int8 tile, compiled with dotprod.
+/// The dotprod int8 register: 4 columns of `i32` sums ([`sdot`]), 8 rows per tile.
+pub(crate) struct Dotprod;
+
+shifted_int8_lanes!(Dotprod, rows = 8, dot = sdot, tiles = [1 2 3 4 5 6 7 8]);
+
+/// One int8 tile, compiled with dotprod: whole quads of depth groups by lane, then the
+/// remaining groups one at a time ([`int8_tile::accumulate`]).
 #[inline]
 #[target_feature(enable = "neon,dotprod")]
 unsafe fn tile<const R: usize, const B: usize>(t: Tile) {
-    crate::int8_tile::tile::<Dotprod, R, B>(t)
+    let mut acc = int8_tile::resume::<Dotprod, R, B>(t);
+    let (g0, g1) = (t.span.g0, t.span.g1);
+    let w = t.w;
+    let stride = w.stride();
+    let a_ptr = t.a.as_ptr().add(t.r * stride);
+    let w_ptr = w.data.as_ptr();
+    let flip = vdupq_n_u8(0x80);
+    let mut g = g0;
+    if R == 8 && B == 2 {
+        let g_end = g0 + (g1 - g0) / 4 * 4;
+        // SAFETY: `acc` is `[[int32x4_t; 2]; 8]` (R = 8, B = 2, checked on the line above).
+        let full = &mut *(&mut acc as *mut [[int32x4_t; B]; R] as *mut [[int32x4_t; 2]; 8]);
+        quads_8x2(t, full, g0, g_end);
+        g = g_end;
+    }
+    while g + 4 <= g1 {
+        // the codes of four groups × (up to) two registers of columns
+        let mut wv = [[vdupq_n_s8(0); 2]; 4];
+        for (q, wq) in wv.iter_mut().enumerate() {
+            for (j, v) in wq.iter_mut().enumerate().take(B) {
+                let at = int8_tile::group_offset::<Dotprod>(w, t.span.col0, j, g + q);
+                *v = vld1q_s8(w_ptr.add(at));
+            }
+        }
+        for (i, acc_row) in acc.iter_mut().enumerate() {
+            // four groups of this row, each code shifted to `i8` (`q − 128`)
+            let a = vld1q_u8(a_ptr.add(i * stride + g * w.depth));
+            let a = vreinterpretq_s8_u8(veorq_u8(a, flip));
+            if B == 2 {
+                let mut pair = [acc_row[0], acc_row[1 % B]];
+                sdot_quad(&mut pair, &wv, a);
+                acc_row[0] = pair[0];
+                acc_row[1 % B] = pair[1];
+            } else {
+                sdot_quad1(&mut acc_row[0], &wv, a);
+            }
+        }
+        g += 4;
+    }
+    int8_tile::accumulate::<Dotprod, R, B>(t, &mut acc, g, g1);
+    int8_tile::finish::<Dotprod, R, B>(t, &acc);
 }
 
-/// `y[m, n]` from the quantized rows `a` ([`crate::int8_tile::gemm`] over [`Dotprod`]).
-///
-/// # Safety
-/// The CPU has dotprod; the weights are packed 4 deep; sizes as [`crate::int8_tile::gemm`]
-/// requires.
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "neon,dotprod")]
-pub(crate) unsafe fn gemm(
-    a: &[u8],
-    m: usize,
-    w: &PackedInt8Weights,
-    zp: u8,
-    e: Epilogue,
-    y: &mut [f32],
-    partial: &mut [i32],
-) {
-    crate::int8_tile::gemm::<Dotprod>(a, m, w, zp, e, y, partial)
-}
+crate::int8_tile::int8_entry_point!(Dotprod, "neon,dotprod");

@@ -8,9 +8,9 @@
 //! exactly in the epilogue: `Σ (q − zp)·w = Σ (q − 128)·w − (zp − 128)·Σ w`. Exact for any code.
 
 use crate::int8_gemm::{Epilogue, PackedInt8Weights};
-use crate::int8_tile::{int8_tiles, Int8Lanes, Tile};
+use crate::int8_tile::{Int8Lanes, Tile};
 use crate::portable::{self, quantize_one, LANE_SUMS};
-use crate::simd::{self, F32Lanes, Operands};
+use crate::simd::F32Lanes;
 use std::arch::aarch64::*;
 
 impl F32Lanes for float32x4_t {
@@ -160,49 +160,13 @@ impl F32Lanes for float32x4_t {
     }
 }
 
-/// [`portable::gelu`] of every value, bit for bit.
-///
-/// # Safety
-/// The CPU has NEON.
-#[target_feature(enable = "neon")]
-pub(crate) unsafe fn gelu(xs: &mut [f32]) {
-    simd::gelu::<float32x4_t>(xs)
-}
-
-/// [`portable::layer_norm_rows`], bit for bit.
-///
-/// # Safety
-/// The CPU has NEON; sizes as [`crate::layer_norm::layer_norm`] checks them.
-#[target_feature(enable = "neon")]
-pub(crate) unsafe fn layer_norm_rows(
-    x: &[f32],
-    residual: Option<&[f32]>,
-    gamma: &[f32],
-    beta: &[f32],
-    epsilon: f32,
-    y: &mut [f32],
-) {
-    simd::layer_norm_rows::<float32x4_t>(x, residual, gamma, beta, epsilon, y)
-}
-
-/// Attention's tile products ([`simd::products`]), 16 columns (four registers) per tile: the
-/// same fused multiply-adds per output, in the same order, as the x86-64 kernels.
-///
-/// # Safety
-/// The CPU has NEON; sizes as [`simd::products`] requires.
-#[target_feature(enable = "neon")]
-pub(crate) unsafe fn products(o: Operands, c: &mut [f32], r: usize) {
-    simd::products::<float32x4_t, 4, 4>(o, c, r)
-}
-
-/// Attention's row softmax ([`simd::softmax`]).
-///
-/// # Safety
-/// The CPU has NEON; as [`simd::softmax`] requires.
-#[target_feature(enable = "neon")]
-pub(crate) unsafe fn softmax(row: &mut [f32], seq: usize, mask: &[f32], key_stride: usize) {
-    simd::softmax::<float32x4_t>(row, seq, mask, key_stride)
-}
+crate::simd::f32_entry_points!(
+    float32x4_t,
+    base = "neon",
+    fma = "neon",
+    wide = 4,
+    narrow = 4
+);
 
 /// `(min(0, min x), max(0, max x))` of `rows` (NaN ignored: `fminnm`/`fmaxnm` keep the number),
 /// the same values as [`portable::min_max`] (the final fold from 0 keeps its +0).
@@ -332,86 +296,77 @@ pub(crate) unsafe fn store_columns(
     }
 }
 
-/// The plain-NEON int8 register: 4 columns of `i32` sums, `smull`/`smull2` of the shifted
-/// activations with one group's codes, then pairwise widening adds.
+/// [`Int8Lanes`] for a register of 4 columns of `i32` sums over shifted activations
+/// ([`shifted`], [`shifted_columns`]): everything but the product, `$dot(acc, a, w)`, and the
+/// rows per tile.
+macro_rules! shifted_int8_lanes {
+    ($k:ty, rows = $rows:literal, dot = $dot:path, tiles = [$($n:literal)*]) => {
+        impl Int8Lanes for $k {
+            const LANES: usize = 4;
+            const ROWS: usize = $rows;
+            type V = int32x4_t;
+            type Cols = (int32x4_t, float32x4_t, Option<float32x4_t>);
+
+            #[inline(always)]
+            unsafe fn zero() -> int32x4_t {
+                vdupq_n_s32(0)
+            }
+            #[inline(always)]
+            unsafe fn load(p: *const i32) -> int32x4_t {
+                vld1q_s32(p)
+            }
+            #[inline(always)]
+            unsafe fn store(v: int32x4_t, p: *mut i32) {
+                vst1q_s32(p, v)
+            }
+            #[inline(always)]
+            unsafe fn weights(at: *const i8, _stream: bool) -> int32x4_t {
+                vreinterpretq_s32_s8(vld1q_s8(at))
+            }
+            #[inline(always)]
+            unsafe fn broadcast(four: i32) -> int32x4_t {
+                vreinterpretq_s32_s8($crate::aarch64::neon::shifted(four))
+            }
+            #[inline(always)]
+            unsafe fn dot(acc: int32x4_t, a: int32x4_t, w: int32x4_t) -> int32x4_t {
+                $dot(acc, vreinterpretq_s8_s32(a), vreinterpretq_s8_s32(w))
+            }
+            #[inline(always)]
+            unsafe fn columns(
+                w: &PackedInt8Weights,
+                e: Epilogue,
+                zp: u8,
+                col: usize,
+                live: usize,
+            ) -> Self::Cols {
+                $crate::aarch64::neon::shifted_columns(w, e, zp, col, live)
+            }
+            #[inline(always)]
+            unsafe fn store_row(cols: Self::Cols, acc: int32x4_t, out: *mut f32, live: usize) {
+                $crate::aarch64::neon::store_columns(cols, acc, out, live)
+            }
+            #[inline(always)]
+            unsafe fn tile(rows: usize, width: usize, t: Tile) {
+                $crate::int8_tile::int8_tiles!(tile, rows, width, t; $($n)*)
+            }
+        }
+    };
+}
+pub(crate) use shifted_int8_lanes;
+
+/// `acc + Σ₄ a × w` per 32-bit lane in plain NEON: `smull`/`smull2` of the shifted
+/// activations with one group's codes (columns 0, 1, then 2, 3: 4 products each), pairwise
+/// widening adds to 4 sums per column pair, one pairwise add to one sum per column.
+#[inline(always)]
+unsafe fn smull_dot(acc: int32x4_t, a: int8x16_t, w: int8x16_t) -> int32x4_t {
+    let lo = vpaddlq_s16(vmull_s8(vget_low_s8(a), vget_low_s8(w)));
+    let hi = vpaddlq_s16(vmull_high_s8(a, w));
+    vaddq_s32(acc, vpaddq_s32(lo, hi))
+}
+
+/// The plain-NEON int8 register: 4 columns of `i32` sums ([`smull_dot`]), 4 rows per tile.
 pub(crate) struct Neon;
 
-impl Int8Lanes for Neon {
-    const LANES: usize = 4;
-    const ROWS: usize = 4;
-    type V = int32x4_t;
-    type Cols = (int32x4_t, float32x4_t, Option<float32x4_t>);
+shifted_int8_lanes!(Neon, rows = 4, dot = smull_dot, tiles = [1 2 3 4]);
 
-    #[inline(always)]
-    unsafe fn zero() -> int32x4_t {
-        vdupq_n_s32(0)
-    }
-    #[inline(always)]
-    unsafe fn load(p: *const i32) -> int32x4_t {
-        vld1q_s32(p)
-    }
-    #[inline(always)]
-    unsafe fn store(v: int32x4_t, p: *mut i32) {
-        vst1q_s32(p, v)
-    }
-    #[inline(always)]
-    unsafe fn weights(at: *const i8, _stream: bool) -> int32x4_t {
-        vreinterpretq_s32_s8(vld1q_s8(at))
-    }
-    #[inline(always)]
-    unsafe fn broadcast(four: i32) -> int32x4_t {
-        vreinterpretq_s32_s8(shifted(four))
-    }
-    #[inline(always)]
-    unsafe fn dot(acc: int32x4_t, a: int32x4_t, w: int32x4_t) -> int32x4_t {
-        let (a, w) = (vreinterpretq_s8_s32(a), vreinterpretq_s8_s32(w));
-        // columns 0, 1 (4 products each), then columns 2, 3
-        let lo = vpaddlq_s16(vmull_s8(vget_low_s8(a), vget_low_s8(w)));
-        let hi = vpaddlq_s16(vmull_high_s8(a, w));
-        vaddq_s32(acc, vpaddq_s32(lo, hi))
-    }
-    #[inline(always)]
-    unsafe fn columns(
-        w: &PackedInt8Weights,
-        e: Epilogue,
-        zp: u8,
-        col: usize,
-        live: usize,
-    ) -> Self::Cols {
-        shifted_columns(w, e, zp, col, live)
-    }
-    #[inline(always)]
-    unsafe fn store_row(cols: Self::Cols, acc: int32x4_t, out: *mut f32, live: usize) {
-        store_columns(cols, acc, out, live)
-    }
-    #[inline(always)]
-    unsafe fn tile(rows: usize, width: usize, t: Tile) {
-        int8_tiles!(tile, rows, width, t; 1 2 3 4)
-    }
-}
-
-/// One int8 tile, compiled with NEON.
-#[inline]
-#[target_feature(enable = "neon")]
-unsafe fn tile<const R: usize, const B: usize>(t: Tile) {
-    crate::int8_tile::tile::<Neon, R, B>(t)
-}
-
-/// `y[m, n]` from the quantized rows `a` ([`crate::int8_tile::gemm`] over [`Neon`]).
-///
-/// # Safety
-/// The CPU has NEON; the weights are packed 4 deep; sizes as [`crate::int8_tile::gemm`]
-/// requires.
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "neon")]
-pub(crate) unsafe fn gemm(
-    a: &[u8],
-    m: usize,
-    w: &PackedInt8Weights,
-    zp: u8,
-    e: Epilogue,
-    y: &mut [f32],
-    partial: &mut [i32],
-) {
-    crate::int8_tile::gemm::<Neon>(a, m, w, zp, e, y, partial)
-}
+crate::int8_tile::int8_entry_point!(Neon, "neon", tile);

@@ -8,7 +8,7 @@
 use crate::int8_gemm::{Epilogue, PackedInt8Weights};
 use crate::int8_tile::{int8_tiles, Int8Lanes, Tile};
 use crate::portable::{self, quantize_one, LANE_SUMS};
-use crate::simd::{self, F32Lanes, Operands};
+use crate::simd::F32Lanes;
 use std::arch::x86_64::*;
 
 /// Lane indices `0..8`.
@@ -164,48 +164,13 @@ impl F32Lanes for __m256 {
     }
 }
 
-/// [`portable::gelu`] of every value, bit for bit.
-///
-/// # Safety
-/// The CPU has AVX2.
-#[target_feature(enable = "avx2")]
-pub(crate) unsafe fn gelu(xs: &mut [f32]) {
-    simd::gelu::<__m256>(xs)
-}
-
-/// [`portable::layer_norm_rows`], bit for bit.
-///
-/// # Safety
-/// The CPU has AVX2; sizes as [`crate::layer_norm::layer_norm`] checks them.
-#[target_feature(enable = "avx2")]
-pub(crate) unsafe fn layer_norm_rows(
-    x: &[f32],
-    residual: Option<&[f32]>,
-    gamma: &[f32],
-    beta: &[f32],
-    epsilon: f32,
-    y: &mut [f32],
-) {
-    simd::layer_norm_rows::<__m256>(x, residual, gamma, beta, epsilon, y)
-}
-
-/// Attention's tile products ([`simd::products`]), 16 columns per tile.
-///
-/// # Safety
-/// AVX2 and FMA are available; sizes as [`simd::products`] requires.
-#[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn products(o: Operands, c: &mut [f32], r: usize) {
-    simd::products::<__m256, 2, 2>(o, c, r)
-}
-
-/// Attention's row softmax ([`simd::softmax`]).
-///
-/// # Safety
-/// AVX2 and FMA are available; as [`simd::softmax`] requires.
-#[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn softmax(row: &mut [f32], seq: usize, mask: &[f32], key_stride: usize) {
-    simd::softmax::<__m256>(row, seq, mask, key_stride)
-}
+crate::simd::f32_entry_points!(
+    __m256,
+    base = "avx2",
+    fma = "avx2,fma",
+    wide = 2,
+    narrow = 2
+);
 
 /// [`portable::scale_and_zero_point`] of the (flagged) rows and [`portable::quantize_rows`] in
 /// AVX2, with the same results for every finite `x` (the division and the round-half-to-even
@@ -362,27 +327,4 @@ impl Int8Lanes for Avx2 {
     }
 }
 
-/// One int8 tile, compiled with AVX2.
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn tile<const R: usize, const B: usize>(t: Tile) {
-    crate::int8_tile::tile::<Avx2, R, B>(t)
-}
-
-/// `y[m, n]` from the quantized rows `a` ([`crate::int8_tile::gemm`] over [`Avx2`]).
-///
-/// # Safety
-/// The CPU has AVX2; sizes as [`crate::int8_tile::gemm`] requires.
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx2")]
-pub(crate) unsafe fn gemm(
-    a: &[u8],
-    m: usize,
-    w: &PackedInt8Weights,
-    zp: u8,
-    e: Epilogue,
-    y: &mut [f32],
-    partial: &mut [i32],
-) {
-    crate::int8_tile::gemm::<Avx2>(a, m, w, zp, e, y, partial)
-}
+crate::int8_tile::int8_entry_point!(Avx2, "avx2", tile);

@@ -6,7 +6,7 @@
 use crate::int8_gemm::{Epilogue, PackedInt8Weights};
 use crate::int8_tile::{int8_tiles, Int8Lanes, Tile};
 use crate::portable::{self, LANE_SUMS};
-use crate::simd::{self, F32Lanes, Operands};
+use crate::simd::F32Lanes;
 use std::arch::x86_64::*;
 
 /// The mask of the lanes below `live` (≤ 16).
@@ -150,49 +150,13 @@ impl F32Lanes for __m512 {
     }
 }
 
-/// [`portable::gelu`] of every value, bit for bit.
-///
-/// # Safety
-/// The CPU has AVX-512 F.
-#[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn gelu(xs: &mut [f32]) {
-    simd::gelu::<__m512>(xs)
-}
-
-/// [`portable::layer_norm_rows`], bit for bit.
-///
-/// # Safety
-/// The CPU has AVX-512 F; sizes as [`crate::layer_norm::layer_norm`] checks them.
-#[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn layer_norm_rows(
-    x: &[f32],
-    residual: Option<&[f32]>,
-    gamma: &[f32],
-    beta: &[f32],
-    epsilon: f32,
-    y: &mut [f32],
-) {
-    simd::layer_norm_rows::<__m512>(x, residual, gamma, beta, epsilon, y)
-}
-
-/// Attention's tile products ([`simd::products`]): 32 output columns per tile while at least
-/// 32 remain, then 16; the same chain of fused multiply-adds per output as the AVX2 kernel.
-///
-/// # Safety
-/// AVX-512 F is available; sizes as [`simd::products`] requires.
-#[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn products(o: Operands, c: &mut [f32], r: usize) {
-    simd::products::<__m512, 2, 1>(o, c, r)
-}
-
-/// Attention's row softmax ([`simd::softmax`]).
-///
-/// # Safety
-/// AVX-512 F is available; as [`simd::softmax`] requires.
-#[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn softmax(row: &mut [f32], seq: usize, mask: &[f32], key_stride: usize) {
-    simd::softmax::<__m512>(row, seq, mask, key_stride)
-}
+crate::simd::f32_entry_points!(
+    __m512,
+    base = "avx512f",
+    fma = "avx512f",
+    wide = 2,
+    narrow = 1
+);
 
 /// [`super::avx2::quantize`] on 16 lanes, with the same results for every finite `x`: the
 /// same IEEE division and conversion, and the same saturation to `0..=255` (here a clamp at
@@ -336,27 +300,4 @@ impl Int8Lanes for Avx512Vnni {
     }
 }
 
-/// One int8 tile, compiled with AVX-512 VNNI.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn tile<const R: usize, const B: usize>(t: Tile) {
-    crate::int8_tile::tile::<Avx512Vnni, R, B>(t)
-}
-
-/// `y[m, n]` from the quantized rows `a` ([`crate::int8_tile::gemm`] over [`Avx512Vnni`]).
-///
-/// # Safety
-/// The CPU has AVX-512 F, BW and VNNI; sizes as [`crate::int8_tile::gemm`] requires.
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-pub(crate) unsafe fn gemm(
-    a: &[u8],
-    m: usize,
-    w: &PackedInt8Weights,
-    zp: u8,
-    e: Epilogue,
-    y: &mut [f32],
-    partial: &mut [i32],
-) {
-    crate::int8_tile::gemm::<Avx512Vnni>(a, m, w, zp, e, y, partial)
-}
+crate::int8_tile::int8_entry_point!(Avx512Vnni, "avx512f,avx512bw,avx512vnni", tile);
