@@ -81,6 +81,19 @@ pub(crate) trait F32Lanes: Copy {
     unsafe fn sums_lanes(s: Self::Sums) -> [f64; LANE_SUMS];
 }
 
+/// The [`F32Lanes`] methods that are one instruction of `(self, o)`: `add => _mm256_add_ps`, …
+macro_rules! lanes_binary_ops {
+    ($($name:ident => $op:path),* $(,)?) => {
+        $(
+            #[inline(always)]
+            unsafe fn $name(self, o: Self) -> Self {
+                $op(self, o)
+            }
+        )*
+    };
+}
+pub(crate) use lanes_binary_ops;
+
 /// [`crate::portable::gelu`] of every lane, bit for bit.
 #[inline(always)]
 unsafe fn gelu_lanes<V: F32Lanes>(x: V) -> V {

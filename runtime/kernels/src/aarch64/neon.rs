@@ -40,30 +40,14 @@ impl F32Lanes for float32x4_t {
     unsafe fn store(self, p: *mut f32) {
         vst1q_f32(p, self)
     }
-    #[inline(always)]
-    unsafe fn add(self, o: Self) -> Self {
-        vaddq_f32(self, o)
-    }
-    #[inline(always)]
-    unsafe fn sub(self, o: Self) -> Self {
-        vsubq_f32(self, o)
-    }
-    #[inline(always)]
-    unsafe fn mul(self, o: Self) -> Self {
-        vmulq_f32(self, o)
-    }
-    #[inline(always)]
-    unsafe fn div(self, o: Self) -> Self {
-        vdivq_f32(self, o)
-    }
-    #[inline(always)]
-    unsafe fn min(self, o: Self) -> Self {
-        vminq_f32(self, o)
-    }
-    #[inline(always)]
-    unsafe fn max(self, o: Self) -> Self {
-        vmaxq_f32(self, o)
-    }
+    crate::simd::lanes_binary_ops!(
+        add => vaddq_f32,
+        sub => vsubq_f32,
+        mul => vmulq_f32,
+        div => vdivq_f32,
+        min => vminq_f32,
+        max => vmaxq_f32,
+    );
     #[inline(always)]
     unsafe fn abs(self) -> Self {
         vabsq_f32(self)

@@ -42,30 +42,14 @@ impl F32Lanes for __m256 {
     unsafe fn store(self, p: *mut f32) {
         _mm256_storeu_ps(p, self)
     }
-    #[inline(always)]
-    unsafe fn add(self, o: Self) -> Self {
-        _mm256_add_ps(self, o)
-    }
-    #[inline(always)]
-    unsafe fn sub(self, o: Self) -> Self {
-        _mm256_sub_ps(self, o)
-    }
-    #[inline(always)]
-    unsafe fn mul(self, o: Self) -> Self {
-        _mm256_mul_ps(self, o)
-    }
-    #[inline(always)]
-    unsafe fn div(self, o: Self) -> Self {
-        _mm256_div_ps(self, o)
-    }
-    #[inline(always)]
-    unsafe fn min(self, o: Self) -> Self {
-        _mm256_min_ps(self, o)
-    }
-    #[inline(always)]
-    unsafe fn max(self, o: Self) -> Self {
-        _mm256_max_ps(self, o)
-    }
+    crate::simd::lanes_binary_ops!(
+        add => _mm256_add_ps,
+        sub => _mm256_sub_ps,
+        mul => _mm256_mul_ps,
+        div => _mm256_div_ps,
+        min => _mm256_min_ps,
+        max => _mm256_max_ps,
+    );
     #[inline(always)]
     unsafe fn abs(self) -> Self {
         _mm256_andnot_ps(_mm256_set1_ps(-0.0), self)

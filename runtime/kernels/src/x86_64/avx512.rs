@@ -44,30 +44,14 @@ impl F32Lanes for __m512 {
     unsafe fn store(self, p: *mut f32) {
         _mm512_storeu_ps(p, self)
     }
-    #[inline(always)]
-    unsafe fn add(self, o: Self) -> Self {
-        _mm512_add_ps(self, o)
-    }
-    #[inline(always)]
-    unsafe fn sub(self, o: Self) -> Self {
-        _mm512_sub_ps(self, o)
-    }
-    #[inline(always)]
-    unsafe fn mul(self, o: Self) -> Self {
-        _mm512_mul_ps(self, o)
-    }
-    #[inline(always)]
-    unsafe fn div(self, o: Self) -> Self {
-        _mm512_div_ps(self, o)
-    }
-    #[inline(always)]
-    unsafe fn min(self, o: Self) -> Self {
-        _mm512_min_ps(self, o)
-    }
-    #[inline(always)]
-    unsafe fn max(self, o: Self) -> Self {
-        _mm512_max_ps(self, o)
-    }
+    crate::simd::lanes_binary_ops!(
+        add => _mm512_add_ps,
+        sub => _mm512_sub_ps,
+        mul => _mm512_mul_ps,
+        div => _mm512_div_ps,
+        min => _mm512_min_ps,
+        max => _mm512_max_ps,
+    );
     #[inline(always)]
     unsafe fn abs(self) -> Self {
         let sign_bit = _mm512_set1_epi32(i32::MIN);
