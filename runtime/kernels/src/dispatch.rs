@@ -55,8 +55,8 @@ impl CpuFeatures {
         f
     }
 
-    /// Whether the AVX-512 VNNI int8 kernel runs (it also needs AVX2, for nothing else than
-    /// the AVX2 register file it shares).
+    /// Whether the AVX-512 VNNI int8 kernel runs: AVX-512 F, BW and VNNI, and AVX2 (which
+    /// every such CPU has).
     pub fn avx512_vnni(&self) -> bool {
         self.avx512f && self.avx512bw && self.avx512vnni && self.avx2
     }

@@ -1,5 +1,5 @@
-//! edgebert's own CPU kernels, for the runtime's fused tract ops (`edgebert-runtime`'s
-//! `session::int8_linear`, `session::fused` and `session::fused_attention`).
+//! edgebert's own CPU kernels, for the runtime's own tract ops (`edgebert-runtime`'s int8
+//! Linear, LayerNorm, GELU and attention).
 //!
 //! A crate of its own so that the size-oriented `edge` profile can compile these hot loops, and
 //! only them, at opt-level 3 (see the root `Cargo.toml`). No dependencies, no tract types: plain

@@ -3,7 +3,7 @@
 //! `sdot` has no `u8 × i8` form, so the activations are shifted to `i8` (`q − 128`) as in
 //! [`super::neon`], and the shift is given back exactly with the column sums. Tiles of 8 rows ×
 //! 8 columns (16 accumulators); four depth groups at a time, so that one 16-byte load of a row
-//! feeds eight `sdot`s by lane (as tract's and MLAS's dotprod kernels do). The instruction is
+//! feeds eight `sdot`s by lane (the 8×8×4 tile of IREE's dotprod micro-kernel). The instruction is
 //! written in `asm!` (its intrinsic is not stable Rust).
 
 use super::neon::shifted_int8_lanes;
@@ -131,7 +131,7 @@ macro_rules! sdot_8x2 {
 
 /// The quads of depth groups `g..g_end` (a multiple of 4 apart) of a full 8-row × 8-column
 /// tile: the 8 rows' 16 activation bytes are loaded (and shifted) once per quad, then for each
-/// of its 4 groups the 2 registers of codes feed 16 `sdot`s, as tract's 8×8 dotprod kernel.
+/// of its 4 groups the 2 registers of codes feed 16 `sdot`s.
 ///
 /// # Safety
 /// dotprod; as [`crate::int8_tile::gemm`] requires, with `t` a tile of 8 rows and 2 registers.
