@@ -144,7 +144,8 @@ impl PackedInt8Weights {
     }
 
     /// The packed code of row `row`, column `col` (zero past the edges).
-    pub(crate) fn code(&self, row: usize, col: usize) -> i8 {
+    #[cfg(test)]
+    fn code(&self, row: usize, col: usize) -> i8 {
         let d = self.depth;
         let (g, t, p, c) = (row / d, row % d, col / PANEL, col % PANEL);
         self.data[((p * self.groups + g) * PANEL + c) * d + t]
@@ -978,6 +979,30 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Both packings hold every code where the layout says, and zeros past the edges.
+    #[test]
+    fn both_packings_place_every_code() {
+        let (k, n) = (13, 21);
+        let (_, codes, _) = case(1, k, n, 127, 5);
+        for kernel in [Kernel::Neon, Kernel::I8mm] {
+            let w = PackedInt8Weights::pack_for(&codes, k, n, kernel).expect("sizes");
+            for row in 0..w.stride() {
+                for col in 0..n.div_ceil(PANEL) * PANEL {
+                    let want = if row < k && col < n {
+                        codes[row * n + col]
+                    } else {
+                        0
+                    };
+                    assert_eq!(w.code(row, col), want, "{kernel:?} {row}, {col}");
+                }
+            }
+            let sums: Vec<i32> = (0..n)
+                .map(|c| (0..k).map(|r| i32::from(codes[r * n + c])).sum())
+                .collect();
+            assert_eq!(w.col_sums, sums);
         }
     }
 

@@ -7,7 +7,7 @@
 //! - erf and GELU;
 //! - attention's tile product, mask and row softmax.
 
-use crate::int8_gemm::{Epilogue, PackedInt8Weights};
+use crate::int8_gemm::{Epilogue, PackedInt8Weights, PANEL};
 
 // ---- int8 Linear ------------------------------------------------------------------------
 
@@ -66,25 +66,34 @@ pub(crate) fn quantize_rows(
     }
 }
 
-/// Exact integer sums of the quantized rows `a` (`m` rows of `w.stride()` bytes) with the
-/// codes, the zero point taken out with the column sums, then the epilogue; any code range and
-/// any packing.
+/// Exact integer sums of the quantized rows `a` (`m` rows of `w.stride()` bytes, padded with
+/// the zero point) with the codes, the zero point taken out with the column sums, then the
+/// epilogue; any code range and either packing. The sums run panel by panel and group by group
+/// through the packed codes (the padding codes are zero, so the padded activations add
+/// nothing); integer sums are exact in any order.
 pub(crate) fn gemm(a: &[u8], m: usize, w: &PackedInt8Weights, zp: u8, e: Epilogue, y: &mut [f32]) {
-    let (k, n, stride) = (w.k, w.n, w.stride());
-    for r in 0..m {
-        let row = &a[r * stride..r * stride + k];
-        for c in 0..n {
-            let dot: i32 = row
-                .iter()
-                .enumerate()
-                .map(|(i, &q)| i32::from(q) * i32::from(w.code(i, c)))
-                .sum();
-            let sum = dot - i32::from(zp) * w.col_sums[c];
-            let v = sum as f32 * e.scales[c];
-            y[r * n + c] = match e.bias {
-                Some(b) => v + b[c],
-                None => v,
-            };
+    let (n, stride, d) = (w.n, w.stride(), w.depth);
+    let panel_len = w.groups * PANEL * d;
+    for (r, row) in a.chunks_exact(stride).take(m).enumerate() {
+        for (p, panel) in w.data.chunks_exact(panel_len).enumerate() {
+            let mut dots = [0i32; PANEL];
+            for (group, act) in panel.chunks_exact(PANEL * d).zip(row.chunks_exact(d)) {
+                for (dot, codes) in dots.iter_mut().zip(group.chunks_exact(d)) {
+                    for (&q, &c) in act.iter().zip(codes) {
+                        *dot += i32::from(q) * i32::from(c);
+                    }
+                }
+            }
+            let first = p * PANEL;
+            for (i, dot) in dots.iter().enumerate().take(n - first) {
+                let c = first + i;
+                let sum = dot - i32::from(zp) * w.col_sums[c];
+                let v = sum as f32 * e.scales[c];
+                y[r * n + c] = match e.bias {
+                    Some(b) => v + b[c],
+                    None => v,
+                };
+            }
         }
     }
 }

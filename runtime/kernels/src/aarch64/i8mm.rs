@@ -4,8 +4,8 @@
 //! packed 8 deep ([`crate::int8_gemm::PackedInt8Weights::pack_for`]): in each group of a
 //! panel, the 8 codes of column `c` then those of `c + 1` are one operand. Tiles of up to 4 row
 //! pairs × 4 column pairs (8 × 8 values, 16 accumulators: the 8×8×8 tile of IREE's i8mm
-//! micro-kernel); the whole depth in one pass (an 8-column strip of even a 3072-deep weight is 24 KiB, within L1). The
-//! instruction is written in `asm!` (its intrinsic is not stable Rust).
+//! micro-kernel), the whole depth in one pass (an 8-column strip of even a 3072-deep weight is
+//! 24 KiB, within L1). The instruction is written in `asm!` (its intrinsic is not stable Rust).
 
 use crate::int8_gemm::{Epilogue, PackedInt8Weights, PANEL};
 use std::arch::aarch64::*;
