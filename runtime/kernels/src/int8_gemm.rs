@@ -887,6 +887,18 @@ mod tests {
     /// shape and code, −128 and 127 included.
     #[cfg(target_arch = "aarch64")]
     fn assert_aarch64_kernel(kernel: Kernel) {
+        // a CPU expected to pick i8mm has dotprod and NEON too; one picking dotprod has NEON
+        let order = ["neon", "dotprod", "i8mm"];
+        let rank = |name: &str| order.iter().position(|&o| o == name);
+        if let Ok(want) = std::env::var("EDGEBERT_EXPECT_INT8_KERNEL") {
+            if rank(kernel.name()) <= rank(&want) {
+                assert!(
+                    kernel.available(),
+                    "{want} expected: {} must run",
+                    kernel.name()
+                );
+            }
+        }
         if !kernel.available() {
             eprintln!(
                 "not run: this CPU has no {} (the kernel is never chosen here)",
