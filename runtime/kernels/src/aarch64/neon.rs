@@ -4,7 +4,7 @@
 //!
 //! The int8 products: an activation code `q` (`0..=255`) becomes the `i8` value `q − 128` (its
 //! top bit flipped), so each product with a code is an `smull` `i8 × i8 → i16` (|product| ≤
-//! 16384, no saturation), summed pairwise into `i32` (`saddlp`, `addp`); the shift comes back
+//! 16384, no saturation), summed pairwise into `i32` (`sadalp`, `addp`); the shift comes back
 //! exactly in the epilogue: `Σ (q − zp)·w = Σ (q − 128)·w − (zp − 128)·Σ w`. Exact for any code.
 
 use crate::int8_gemm::{Epilogue, PackedInt8Weights};
@@ -338,19 +338,70 @@ macro_rules! shifted_int8_lanes {
 }
 pub(crate) use shifted_int8_lanes;
 
-/// `acc + Σ₄ a × w` per 32-bit lane in plain NEON: `smull`/`smull2` of the shifted
-/// activations with one group's codes (columns 0, 1, then 2, 3: 4 products each), pairwise
-/// widening adds to 4 sums per column pair, one pairwise add to one sum per column.
-#[inline(always)]
-unsafe fn smull_dot(acc: int32x4_t, a: int8x16_t, w: int8x16_t) -> int32x4_t {
-    let lo = vpaddlq_s16(vmull_s8(vget_low_s8(a), vget_low_s8(w)));
-    let hi = vpaddlq_s16(vmull_high_s8(a, w));
-    vaddq_s32(acc, vpaddq_s32(lo, hi))
-}
-
-/// The plain-NEON int8 register: 4 columns of `i32` sums ([`smull_dot`]), 4 rows per tile.
+/// The plain-NEON int8 register: 4 columns of `i32` sums held as two registers of half sums
+/// (`[c0, c0', c1, c1']`, `[c2, c2', c3, c3']`; a column's sum is the sum of its two lanes), so
+/// that each group takes `smull`/`smull2` of the shifted activations with its codes and two
+/// `sadalp` (pairwise add-accumulate) and no reduction; the halves are added (`addp`) only when
+/// the sums are stored. 4 rows per tile.
 pub(crate) struct Neon;
 
-shifted_int8_lanes!(Neon, rows = 4, dot = smull_dot, tiles = [1 2 3 4]);
+impl Int8Lanes for Neon {
+    const LANES: usize = 4;
+    const ROWS: usize = 4;
+    type V = (int32x4_t, int32x4_t);
+    type Cols = (int32x4_t, float32x4_t, Option<float32x4_t>);
+
+    #[inline(always)]
+    unsafe fn zero() -> Self::V {
+        (vdupq_n_s32(0), vdupq_n_s32(0))
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const i32) -> Self::V {
+        // the four column sums, each as (sum, 0)
+        let sums = vld1q_s32(p);
+        let zero = vdupq_n_s32(0);
+        (vzip1q_s32(sums, zero), vzip2q_s32(sums, zero))
+    }
+    #[inline(always)]
+    unsafe fn store(v: Self::V, p: *mut i32) {
+        vst1q_s32(p, vpaddq_s32(v.0, v.1))
+    }
+    #[inline(always)]
+    unsafe fn weights(at: *const i8, _stream: bool) -> Self::V {
+        let codes = vreinterpretq_s32_s8(vld1q_s8(at));
+        (codes, codes)
+    }
+    #[inline(always)]
+    unsafe fn broadcast(four: i32) -> Self::V {
+        let a = vreinterpretq_s32_s8(shifted(four));
+        (a, a)
+    }
+    #[inline(always)]
+    unsafe fn dot(acc: Self::V, a: Self::V, w: Self::V) -> Self::V {
+        let (a, w) = (vreinterpretq_s8_s32(a.0), vreinterpretq_s8_s32(w.0));
+        // columns 0, 1 (4 products each), then columns 2, 3: |product| ≤ 16384 fits `i16`
+        let lo = vmull_s8(vget_low_s8(a), vget_low_s8(w));
+        let hi = vmull_high_s8(a, w);
+        (vpadalq_s16(acc.0, lo), vpadalq_s16(acc.1, hi))
+    }
+    #[inline(always)]
+    unsafe fn columns(
+        w: &PackedInt8Weights,
+        e: Epilogue,
+        zp: u8,
+        col: usize,
+        live: usize,
+    ) -> Self::Cols {
+        shifted_columns(w, e, zp, col, live)
+    }
+    #[inline(always)]
+    unsafe fn store_row(cols: Self::Cols, acc: Self::V, out: *mut f32, live: usize) {
+        store_columns(cols, vpaddq_s32(acc.0, acc.1), out, live)
+    }
+    #[inline(always)]
+    unsafe fn tile(rows: usize, width: usize, t: Tile) {
+        crate::int8_tile::int8_tiles!(tile, rows, width, t; 1 2 3 4)
+    }
+}
 
 crate::int8_tile::int8_entry_point!(Neon, "neon", tile);
