@@ -138,10 +138,12 @@ pub fn model_card(dir: &Path, o: &CardOptions) -> Result<String> {
     let seed = num(&args, "training_args.json", "seed")?;
     let wd = args.get("weight_decay").and_then(Value::as_f64);
     let max_len = args.get("max_len").and_then(Value::as_f64);
+    // A revision means something only for a hub dataset.
     let revision = args
         .get("source")
         .and_then(|s| s.get("revision"))
         .and_then(Value::as_str)
+        .filter(|_| dataset.is_some())
         .map(str::to_string);
 
     let val = field(&metrics, "metrics.json", "validation")?;
