@@ -1,6 +1,10 @@
 //! Drives the real `edgebert` binary with bad inputs and bad models: each must end with exit
 //! code 2 and exactly one line on stderr (or succeed where the input is valid), never a panic
 //! (exit 101) or a signal.
+//!
+//! The binary is this build's, or the command in `EDGEBERT_BIN` (split at spaces, e.g.
+//! `qemu-aarch64 -L /usr/aarch64-linux-gnu target/aarch64-unknown-linux-gnu/edge/edgebert`):
+//! `scripts/cross-check` runs this suite against the device (`edge` profile) binaries.
 mod common;
 
 use std::io::Write;
@@ -8,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use edgebert_runtime::bundle::FORMAT_VERSION;
-use edgebert_runtime::model_source::ModelSource;
+use edgebert_runtime::ModelSource;
 
 struct Out {
     code: Option<i32>,
@@ -16,8 +20,21 @@ struct Out {
     stderr: String,
 }
 
+/// The command that runs `edgebert`: `EDGEBERT_BIN` when set, else this build's binary.
+fn edgebert_command() -> Command {
+    match std::env::var("EDGEBERT_BIN") {
+        Ok(line) if !line.trim().is_empty() => {
+            let mut words = line.split_whitespace();
+            let mut cmd = Command::new(words.next().unwrap_or_default());
+            cmd.args(words);
+            cmd
+        }
+        _ => Command::new(env!("CARGO_BIN_EXE_edgebert")),
+    }
+}
+
 fn edgebert(args: &[&str], stdin: &[u8]) -> Out {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edgebert"))
+    let mut child = edgebert_command()
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -313,4 +330,42 @@ fn usage_errors_exit_2_without_panic() {
         b"",
     );
     assert_fails(&o, "max-len");
+}
+
+/// Every seed of the fuzz corpora, through the binary: a bundle seed opened by `inspect` and
+/// `classify`, a model-skeleton seed as the `model.onnx` of an export directory. Each ends
+/// with exit 0 or with exit 2 and one stderr line, never a panic or a signal (in the `edge`
+/// build too, which unwinds, when `EDGEBERT_BIN` names it).
+#[test]
+fn fuzz_corpus_seeds_through_the_binary_end_cleanly() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let clean = |o: &Out, what: &str| {
+        assert!(o.code.is_some(), "{what}: killed by a signal: {}", o.stderr);
+        assert_ne!(o.code, Some(101), "{what}: panicked: {}", o.stderr);
+        match o.code {
+            Some(0) => {}
+            Some(2) => assert_eq!(o.stderr.lines().count(), 1, "{what}: {:?}", o.stderr),
+            other => panic!("{what}: exit {other:?}: {}", o.stderr),
+        }
+    };
+    let mut seeds = 0;
+    for entry in std::fs::read_dir(corpus.join("bundle_reader")).expect("bundle corpus") {
+        let path = entry.expect("entry").path();
+        let p = path.display().to_string();
+        clean(&edgebert(&["inspect", "--model", &p], b""), &p);
+        clean(&edgebert(&["classify", "--model", &p, "hello"], b""), &p);
+        seeds += 1;
+    }
+    let dir = std::env::temp_dir().join(format!("edgebert-corpus-{}", std::process::id()));
+    common::copy_dir(&common::tiny_bert(), &dir);
+    for entry in std::fs::read_dir(corpus.join("model_skeleton")).expect("skeleton corpus") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, dir.join("model.onnx")).expect("copy seed");
+        let d = dir.display().to_string();
+        let what = path.display().to_string();
+        clean(&edgebert(&["classify", "--model", &d, "hello"], b""), &what);
+        seeds += 1;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(seeds >= 10, "only {seeds} seeds found");
 }

@@ -5,24 +5,18 @@
 //! error naming it, never silently different weights.
 mod common;
 
-use edgebert_runtime::model_source::ModelSource;
-use edgebert_runtime::session::weights::skeleton;
-use edgebert_runtime::session::{Session, SessionOptions};
+use edgebert_runtime::internals::skeleton;
+use edgebert_runtime::{ModelSource, Session, SessionOptions};
 
 /// Every tensor of at least 1 KiB read from the file (the tiny fixture has no 64 KiB one).
 fn from_file(shared_graph: bool) -> SessionOptions {
-    SessionOptions {
-        file_weights_min_bytes: 1024,
-        shared_graph,
-        ..Default::default()
-    }
+    SessionOptions::default()
+        .with_file_weights_min_bytes(1024)
+        .with_shared_graph(shared_graph)
 }
 
 fn in_memory() -> SessionOptions {
-    SessionOptions {
-        file_weights_min_bytes: usize::MAX,
-        ..Default::default()
-    }
+    SessionOptions::default().with_file_weights_min_bytes(usize::MAX)
 }
 
 #[test]
@@ -42,10 +36,7 @@ fn every_plan_from_file_weights_equals_the_in_memory_model() {
     assert!(!reference.maps_embedding());
     for path in [dir.join("model.onnx"), bundle] {
         for (shared_graph, map_embedding) in [(true, true), (false, true), (true, false)] {
-            let options = SessionOptions {
-                map_embedding,
-                ..from_file(shared_graph)
-            };
+            let options = from_file(shared_graph).with_map_embedding(map_embedding);
             let mut s = Session::open_with(&path, options).expect("open");
             assert_eq!(s.maps_embedding(), map_embedding);
             let (n, bytes) = s.file_weights();
@@ -70,10 +61,7 @@ fn a_file_changed_after_opening_is_an_error_not_other_weights() {
     common::copy_dir(&common::tiny_bert(), &dir);
     let file = dir.join("model.onnx");
     // Every weight read (the mapped embedding is not re-read: see the test below).
-    let options = SessionOptions {
-        map_embedding: false,
-        ..from_file(true)
-    };
+    let options = from_file(true).with_map_embedding(false);
     let mut s = Session::open_with(&dir, options).expect("open");
     s.classify("hello")
         .expect("first plan, from the graph parsed at open");
@@ -146,7 +134,7 @@ fn a_bundle_with_a_flipped_bit_fails_to_open_wherever_the_bit_is() {
 
 #[test]
 fn the_mapped_embedding_rejects_token_ids_outside_it() {
-    use edgebert_runtime::session::mapped_embedding::MappedMatrix;
+    use edgebert_runtime::internals::MappedMatrix;
     let path = common::scratch("mapped-matrix").join("m.bin");
     let values: Vec<f32> = (0..12).map(|v| v as f32).collect();
     let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();

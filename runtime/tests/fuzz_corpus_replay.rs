@@ -62,10 +62,16 @@ fn corpus_replays_without_panic() {
     assert!(valid >= 1, "corpus has no valid-* seed");
 }
 
-/// Writes the seed inputs. Run with `-- --ignored regenerate_bundle_seeds`.
+/// Writes the seed inputs. Run with
+/// `EDGEBERT_REGENERATE_SEEDS=1 cargo test -p edgebert-runtime --test fuzz_corpus_replay -- --ignored regenerate_bundle_seeds`;
+/// without the variable (as under `--include-ignored`) it leaves the committed corpus alone.
 #[test]
-#[ignore]
+#[ignore = "writes the fuzz seeds (EDGEBERT_REGENERATE_SEEDS=1)"]
 fn regenerate_bundle_seeds() {
+    if std::env::var_os("EDGEBERT_REGENERATE_SEEDS").is_none() {
+        eprintln!("regenerate_bundle_seeds: EDGEBERT_REGENERATE_SEEDS unset, corpus left as it is");
+        return;
+    }
     let dir = corpus_dir();
     std::fs::create_dir_all(&dir).expect("mkdir");
     let vocab = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\nworld\n##s\n";
@@ -151,7 +157,7 @@ fn tokenizer_corpus_replays_without_panic() {
 
 /// The checks of `fuzz_targets/model_skeleton.rs`; true when a skeleton was made.
 fn exercise_skeleton(data: &[u8]) -> bool {
-    use edgebert_runtime::session::weights::{skeleton, PayloadChecksum};
+    use edgebert_runtime::internals::{skeleton, PayloadChecksum};
     let mut made = false;
     for min_bytes in [1, 16, 1024] {
         if let Ok(s) = skeleton(data, 0, "model.onnx", min_bytes) {

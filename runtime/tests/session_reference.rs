@@ -3,12 +3,7 @@
 //! reuse, eager/lazy equivalence, bundles vs export directories, and load-time checks.
 mod common;
 
-use edgebert_runtime::bundle::Bundle;
-use edgebert_runtime::model_source::ModelSource;
-use edgebert_runtime::session::{
-    bucket_lengths, softmax_into, Classification, Session, SessionOptions,
-};
-use edgebert_runtime::Error;
+use edgebert_runtime::{Bundle, Classification, Error, ModelSource, Session, SessionOptions};
 
 const TOL: f32 = 1e-4;
 
@@ -19,25 +14,6 @@ fn assert_close(got: &[f32], want: &[f32], what: &str) {
             (g - w).abs() <= TOL,
             "{what}: logit {i} = {g}, reference {w}"
         );
-    }
-}
-
-#[test]
-fn bucket_lengths_never_more_than_double() {
-    assert_eq!(bucket_lengths(64), vec![8, 16, 32, 64]);
-    assert_eq!(bucket_lengths(512), vec![8, 16, 32, 64, 128, 256, 512]);
-    assert_eq!(bucket_lengths(100), vec![8, 16, 32, 64, 100]);
-    assert_eq!(bucket_lengths(5), vec![5]);
-    for max in 2..=512 {
-        let b = bucket_lengths(max);
-        assert_eq!(*b.last().expect("non-empty"), max);
-        for tokens in 2..=max {
-            let s = *b.iter().find(|&&s| s >= tokens).expect("a bucket fits");
-            assert!(
-                s <= (2 * tokens).max(8),
-                "max {max}: {tokens} tokens padded to {s}"
-            );
-        }
     }
 }
 
@@ -77,10 +53,7 @@ fn fused_layer_norm_and_tracts_expansion_agree() {
     let open = |fuse_layer_norm| {
         Session::open_with(
             common::tiny_bert(),
-            SessionOptions {
-                fuse_layer_norm,
-                ..Default::default()
-            },
+            SessionOptions::default().with_fuse_layer_norm(fuse_layer_norm),
         )
         .expect("open fixture")
     };
@@ -113,10 +86,7 @@ fn shared_symbolic_graph_equals_typing_per_bucket() {
     );
     let mut per_bucket = Session::open_with(
         common::tiny_bert(),
-        SessionOptions {
-            shared_graph: false,
-            ..Default::default()
-        },
+        SessionOptions::default().with_shared_graph(false),
     )
     .expect("open per bucket");
     for c in &cases {
@@ -134,10 +104,7 @@ fn shared_symbolic_graph_equals_typing_per_bucket() {
 
     let eager = Session::open_with(
         common::tiny_bert(),
-        SessionOptions {
-            eager: true,
-            ..Default::default()
-        },
+        SessionOptions::default().with_eager(true),
     )
     .expect("open eager");
     assert!(
@@ -205,10 +172,7 @@ fn lazy_builds_on_demand_and_eager_builds_all() {
 
     let eager = Session::open_with(
         common::tiny_bert(),
-        SessionOptions {
-            eager: true,
-            ..Default::default()
-        },
+        SessionOptions::default().with_eager(true),
     )
     .expect("eager");
     assert!(
@@ -233,10 +197,7 @@ fn classify_batch_equals_one_by_one() {
 fn max_len_option_truncates_further() {
     let mut s = Session::open_with(
         common::tiny_bert(),
-        SessionOptions {
-            max_len: Some(8),
-            ..Default::default()
-        },
+        SessionOptions::default().with_max_len(Some(8)),
     )
     .expect("open");
     assert_eq!(s.max_len(), 8);
@@ -332,16 +293,4 @@ fn bad_model_paths_are_clear_errors() {
     let mut s = Session::open(&dir).expect("labels are only checked when a plan is built");
     let err = s.classify("hello").expect_err("2 labels vs 3 logits");
     assert!(err.to_string().contains("labels"), "{err}");
-}
-
-#[test]
-fn softmax_is_stable() {
-    let mut p = Vec::new();
-    softmax_into(&[1000.0, 1000.0, -1000.0], &mut p);
-    assert!(
-        (p[0] - 0.5).abs() < 1e-6 && (p[1] - 0.5).abs() < 1e-6 && p[2] == 0.0,
-        "{p:?}"
-    );
-    softmax_into(&[], &mut p);
-    assert!(p.is_empty());
 }

@@ -6,7 +6,7 @@
 //! Run: `cd runtime/fuzz && cargo +nightly fuzz run model_skeleton corpus/model_skeleton`.
 //! The committed corpus is replayed by `runtime/tests/fuzz_corpus_replay.rs` in `cargo test`.
 #![no_main]
-use edgebert_runtime::session::weights::{skeleton, PayloadChecksum};
+use edgebert_runtime::internals::{skeleton, PayloadChecksum};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -5,10 +5,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 
-use edgebert_runtime::session::{
-    synthetic_text, Classification, Int8Mode, Session, SessionOptions,
-};
 use edgebert_runtime::tokenizer::SeqEncoding;
+use edgebert_runtime::{synthetic_text, Classification, Int8Mode, Session, SessionOptions};
 
 use super::alloc_counter::allocations;
 use super::Format;
@@ -34,10 +32,7 @@ pub fn run(
         bail!("--iters must be at least 1");
     }
     let t0 = Instant::now();
-    let options = SessionOptions {
-        int8,
-        ..Default::default()
-    };
+    let options = SessionOptions::default().with_int8(int8);
     let mut session = Session::open_with(path, options)?;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
     if seq_len < 2 || seq_len > session.max_len() {

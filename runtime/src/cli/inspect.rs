@@ -3,10 +3,8 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use edgebert_runtime::model_source::{ModelSource, SourceKind};
-use edgebert_runtime::session::inspect_onnx;
-use edgebert_runtime::session::int8::{self, Int8Mode};
-use prost::Message;
+use edgebert_runtime::inspect::{fused_attention_blocks, inspect_onnx, int8_path_on_this_cpu};
+use edgebert_runtime::{ModelSource, SourceKind};
 
 use super::Format;
 
@@ -23,17 +21,8 @@ pub fn run(path: &Path, format: Format) -> Result<()> {
         SourceKind::ExportDir => "export-dir",
     };
     // What a session would do with this model on this CPU (see `classify --int8`).
-    let int8_path = match tract_onnx::pb::ModelProto::decode(&b.model[..]) {
-        Ok(mut proto) => int8::apply(&mut proto, Int8Mode::Auto).describe(),
-        Err(e) => format!("unknown (the ONNX does not decode: {e})"),
-    };
-    // Attention blocks a session on this CPU fuses into one op each (none where the fused
-    // kernel is off by default: CPUs without AVX2+FMA).
-    let attention_blocks = if edgebert_runtime::SessionOptions::default().fuse_attention {
-        edgebert_runtime::session::fused_attention::attention_blocks(&b.model)
-    } else {
-        0
-    };
+    let int8_path = int8_path_on_this_cpu(&b.model);
+    let attention_blocks = fused_attention_blocks(&b.model);
     let v = serde_json::json!({
         "path": path.display().to_string(),
         "kind": kind,

@@ -11,9 +11,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use edgebert_runtime::model_source::open_tokenizer;
-use edgebert_runtime::session::{Classification, Int8Mode, Session, SessionOptions};
 use edgebert_runtime::tokenizer::SeqEncoding;
+use edgebert_runtime::{open_tokenizer, Classification, Int8Mode, Session, SessionOptions};
 
 const INPUT_HELP: &str = "\
 INPUT:
@@ -26,9 +25,27 @@ EXIT STATUS:
   0 success, 2 any error (bad arguments, missing or corrupt model, invalid input); the
   error is one line on stderr.";
 
+/// The text `edgebert --version` prints: the version, the build's features and the kernels this
+/// CPU selects.
+fn version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| {
+        let profile = if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "optimized"
+        };
+        format!(
+            "{} ({profile} build; features: std, cli)\nkernels: {}",
+            env!("CARGO_PKG_VERSION"),
+            edgebert_kernels::dispatch::describe()
+        )
+    })
+}
+
 /// Run a BERT text classifier on the device: tokenize, classify, benchmark, inspect.
 #[derive(Debug, Parser)]
-#[command(name = "edgebert", version, about, after_help = INPUT_HELP)]
+#[command(name = "edgebert", version = version(), about, after_help = INPUT_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -249,12 +266,10 @@ fn push_i64s(s: &mut String, v: &[i64]) {
 }
 
 fn classify(a: ClassifyArgs) -> Result<()> {
-    let options = SessionOptions {
-        eager: a.eager,
-        max_len: a.max_len,
-        int8: a.int8.into(),
-        ..Default::default()
-    };
+    let options = SessionOptions::default()
+        .with_eager(a.eager)
+        .with_max_len(a.max_len)
+        .with_int8(a.int8.into());
     if a.max_len.is_some_and(|m| m < 2) {
         anyhow::bail!("--max-len must be at least 2 ([CLS] and [SEP])");
     }

@@ -1,8 +1,8 @@
-//! tract's `GeluExact` replaced by edgebert's one-pass GELU ([`edgebert_kernels::gelu`]).
+//! edgebert's one-pass exact GELU as a tract element-wise op ([`edgebert_kernels::gelu`]).
 //!
 //! tract recognises the ONNX erf-GELU pattern (`x / √2 → Erf → + 1 → × x → × 0.5`) and runs it
 //! as `GeluExact`: two scalar passes around its erf kernel and a scratch buffer per call. The
-//! pass [`replace_gelu`] swaps each f32 `GeluExact` for [`EdgebertGelu`], the same function in
+//! pass [`crate::session::passes`] swaps each f32 `GeluExact` for [`EdgebertGelu`], the same function in
 //! one vectorised pass (AVX-512, AVX2 or plain Rust, bit-identical to each other). Its erf is a
 //! different approximation from tract's (ours within 4.3e-7 of the exact erf), so GELU outputs
 //! differ from tract's in the last bits (≤ 5e-6 on [−8, 8], tested); every int8 path and the fp32 path get the same
@@ -10,10 +10,7 @@
 use edgebert_kernels::gelu::{gelu_in_place, GeluKernel};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
-use tract_onnx::tract_core::ops::element_wise::{ElementWiseMiniOp, ElementWiseOp};
-use tract_onnx::tract_core::ops::nn::gelu_exact::GeluExact;
-
-use super::passes::PassContext;
+use tract_onnx::tract_core::ops::element_wise::ElementWiseMiniOp;
 
 /// Exact GELU over f32 tensors, in place ([`edgebert_kernels::gelu::gelu`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,72 +51,5 @@ impl ElementWiseMiniOp for EdgebertGelu {
 
     fn cost_per_element(&self, dt: DatumType) -> TVec<(Cost, usize)> {
         tvec!((Cost::FMA(dt), 14), (Cost::Div(dt), 1))
-    }
-}
-
-/// Replaces every f32 `GeluExact` node by [`EdgebertGelu`] (a decluttered-stage pass; the
-/// shapes and types of the graph do not change). Returns how many were replaced.
-pub fn replace_gelu_nodes(model: &mut TypedModel) -> TractResult<usize> {
-    let mut replaced = 0;
-    for id in 0..model.nodes().len() {
-        let node = model.node(id);
-        let Some(op) = node.op_as::<ElementWiseOp>() else {
-            continue;
-        };
-        if op.0.downcast_ref::<GeluExact>().is_none()
-            || model.node_input_facts(id)?.first().map(|f| f.datum_type) != Some(f32::datum_type())
-        {
-            continue;
-        }
-        let out_dt = op.1;
-        model.node_mut(id).op = Box::new(ElementWiseOp(Box::new(EdgebertGelu::new()), out_dt));
-        replaced += 1;
-    }
-    Ok(replaced)
-}
-
-/// [`replace_gelu_nodes`] as a model pass.
-pub fn replace_gelu(model: &mut TypedModel, _ctx: &PassContext) -> TractResult<()> {
-    replace_gelu_nodes(model).map(|_| ())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tract_onnx::tract_core::ops::nn::gelu_exact::gelu_exact;
-
-    /// `x → GeluExact` over `[1, n]` f32.
-    fn model(n: usize) -> TractResult<TypedModel> {
-        let mut m = TypedModel::default();
-        let x = m.add_source("x", f32::fact([1, n]))?;
-        let y = m.wire_node("gelu", gelu_exact(), &[x])?;
-        m.select_output_outlets(&y)?;
-        Ok(m)
-    }
-
-    fn run(m: TypedModel, x: &[f32]) -> TractResult<Vec<f32>> {
-        let input = tensor1(x).into_shape(&[1, x.len()])?;
-        let out = m.into_runnable()?.run(tvec!(input.into_tvalue()))?;
-        Ok(out[0].try_as_plain_ram()?.as_slice::<f32>()?.to_vec())
-    }
-
-    #[test]
-    fn replaces_tracts_gelu_and_computes_gelu_within_tracts_error() -> TractResult<()> {
-        let x: Vec<f32> = (-400..=400).map(|i| i as f32 * 0.02).collect();
-        let tract = run(model(x.len())?, &x)?;
-        let mut m = model(x.len())?;
-        assert_eq!(replace_gelu_nodes(&mut m)?, 1);
-        assert_eq!(replace_gelu_nodes(&mut m)?, 0, "nothing left to replace");
-        assert!(m.nodes().iter().any(|n| n.op.name() == "EdgebertGelu"));
-        let ours = run(m, &x)?;
-        let expected: Vec<f32> = x.iter().map(|&v| edgebert_kernels::gelu::gelu(v)).collect();
-        assert_eq!(ours, expected, "the kernel's own function");
-        let worst = tract
-            .iter()
-            .zip(&ours)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        assert!(worst < 5e-6, "max |tract - edgebert| = {worst}");
-        Ok(())
     }
 }

@@ -27,36 +27,14 @@ use tract_onnx::tract_hir::internal::{
     expand, Expansion, InferenceOp, InferenceResult, Solver, TensorProxy,
 };
 
-use super::int8_gemm::{self, Kernel, PackedInt8Weights, Scratch};
+use edgebert_kernels::int8_gemm::{self, Kernel, PackedInt8Weights, Scratch};
+
 use super::masked_quantize::with_token_rows;
+use super::names::{MASKED_OP_TYPE, OP_TYPE};
+use super::shared::{arity, same_bits};
 
-/// `op_type` of the fused node in a rewritten ONNX graph.
-pub const OP_TYPE: &str = "EdgebertInt8Linear";
-/// `op_type` of the fused node whose activation statistics skip padding rows.
-pub const MASKED_OP_TYPE: &str = "EdgebertInt8LinearMasked";
-/// Domain of the runtime's fused nodes (never written to a file: the rewrites happen at load).
-pub const DOMAIN: &str = "ai.edgebert";
-
-/// tract's ONNX parser, knowing the runtime's fused nodes (this int8 Linear,
-/// [`super::fused`]'s LayerNorm and [`super::fused_attention`]).
-pub fn onnx() -> tract_onnx::Onnx {
-    let mut onnx = tract_onnx::onnx();
-    onnx.op_register.insert(OP_TYPE, parse_node);
-    onnx.op_register.insert(MASKED_OP_TYPE, parse_masked_node);
-    onnx.op_register.insert(
-        super::masked_quantize::MASKED_QUANTIZE,
-        super::masked_quantize::parse_masked_quantize,
-    );
-    onnx.op_register
-        .insert(super::fused::LAYER_NORM, super::fused::parse_layer_norm);
-    onnx.op_register.insert(
-        super::fused_attention::ATTENTION,
-        super::fused_attention::parse_attention,
-    );
-    onnx
-}
-
-fn parse_node(
+/// Parser entry for [`OP_TYPE`] nodes.
+pub(super) fn parse_node(
     _ctx: &ParsingContext,
     _node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
@@ -69,7 +47,8 @@ fn parse_node(
     ))
 }
 
-fn parse_masked_node(
+/// Parser entry for [`MASKED_OP_TYPE`] nodes.
+pub(super) fn parse_masked_node(
     _ctx: &ParsingContext,
     _node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
@@ -193,9 +172,13 @@ impl Expansion for Int8LinearNode {
             s.equals(&inputs[1].datum_type, i64::datum_type())?;
         }
         if let Some(w) = &self.packed {
-            if inputs.len() != c || outputs.len() != 1 {
-                bail!("packed {OP_TYPE} takes {c} input(s) and gives 1 output");
-            }
+            arity(
+                &format!("packed {}", self.name()),
+                inputs,
+                outputs,
+                c..=c,
+                1,
+            )?;
             let (k, n) = (w.packed.k(), w.packed.n());
             s.equals(&inputs[0].datum_type, f32::datum_type())?;
             s.equals(&outputs[0].datum_type, f32::datum_type())?;
@@ -210,16 +193,7 @@ impl Expansion for Int8LinearNode {
                 Ok(())
             });
         }
-        if !(c + 2..=c + 3).contains(&inputs.len()) || outputs.len() != 1 {
-            bail!(
-                "{} takes {} or {} inputs and gives 1 output, got {} and {}",
-                self.name(),
-                c + 2,
-                c + 3,
-                inputs.len(),
-                outputs.len()
-            );
-        }
+        arity(&self.name(), inputs, outputs, c + 2..=c + 3, 1)?;
         let (codes, scales) = (&inputs[c], &inputs[c + 1]);
         if let Some(bias) = inputs.get(c + 2) {
             s.equals(&bias.datum_type, f32::datum_type())?;
@@ -298,7 +272,7 @@ pub struct Int8LinearWeights {
 impl PartialEq for Int8LinearWeights {
     /// Same codes, same kernel, bit-identical scales.
     fn eq(&self, other: &Self) -> bool {
-        let same = super::same_bits;
+        let same = same_bits;
         self.kernel == other.kernel
             && self.packed == other.packed
             && same(&self.scales, &other.scales)
@@ -371,11 +345,6 @@ impl Int8Linear {
             }),
             masked: false,
         })
-    }
-
-    /// The kernel this layer runs.
-    pub fn kernel(&self) -> Kernel {
-        self.weights.kernel
     }
 
     /// The packed weights, shared by every plan holding this layer.

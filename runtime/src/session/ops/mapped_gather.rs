@@ -3,7 +3,7 @@
 //! The word-embedding matrix is the largest weight of a BERT-family encoder (MiniLM: 30,522 ×
 //! 384, half of the fp32 file) and each text reads a few dozen of its rows. Loaded like any
 //! weight it is read into fresh memory at open (page faults, zeroing and a copy of 47 MB for
-//! MiniLM fp32) and stays resident. Instead, [`super::weights::parse`] maps the matrix from the
+//! MiniLM fp32) and stays resident. Instead, [`crate::session::weights`] maps the matrix from the
 //! file and turns `Gather(matrix, input_ids)` into `EdgebertMappedGather`, which copies the rows
 //! of the ids it is given out of the map: the open reads the matrix once only to check the
 //! bundle checksum, and only the pages of rows actually used become resident.
@@ -20,8 +20,8 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_hir::infer::rules::expr::IntoExp;
 use tract_onnx::tract_hir::internal::{Expansion, InferenceResult, Solver, TensorProxy};
 
-/// Name of the lookup op.
-pub const MAPPED_GATHER: &str = "EdgebertMappedGather";
+use super::names::MAPPED_GATHER;
+use super::shared::arity;
 
 /// A `rows × cols` matrix of `datum_type` values mapped from a file.
 #[derive(Debug)]
@@ -112,13 +112,7 @@ impl Expansion for MappedGatherNode {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        if inputs.len() != 2 || outputs.len() != 1 {
-            bail!(
-                "{MAPPED_GATHER} takes 2 inputs and gives 1 output, got {} and {}",
-                inputs.len(),
-                outputs.len()
-            );
-        }
+        arity(MAPPED_GATHER, inputs, outputs, 2..=2, 1)?;
         s.equals(&outputs[0].datum_type, self.0.datum_type)?;
         s.equals(inputs[1].rank.bex() + 1, &outputs[0].rank)?;
         let cols = self.0.cols;

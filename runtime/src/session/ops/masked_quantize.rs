@@ -22,8 +22,8 @@ use tract_onnx::tract_hir::internal::{
 
 use edgebert_kernels::int8_gemm::{dynamic_scale_and_zero_point_of_rows, quantize};
 
-/// `op_type` of the masked quantizer node.
-pub const MASKED_QUANTIZE: &str = "EdgebertDynamicQuantize";
+use super::names::MASKED_QUANTIZE;
+use super::shared::arity;
 
 /// Parser entry for [`MASKED_QUANTIZE`] nodes.
 pub fn parse_masked_quantize(
@@ -52,13 +52,7 @@ impl Expansion for MaskedQuantizeNode {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        if inputs.len() != 2 || outputs.len() != 3 {
-            bail!(
-                "{MASKED_QUANTIZE} takes 2 inputs and gives 3 outputs, got {} and {}",
-                inputs.len(),
-                outputs.len()
-            );
-        }
+        arity(MASKED_QUANTIZE, inputs, outputs, 2..=2, 3)?;
         s.equals(&inputs[0].datum_type, f32::datum_type())?;
         s.equals(&inputs[1].datum_type, i64::datum_type())?;
         s.equals(&outputs[0].datum_type, u8::datum_type())?;

@@ -1,232 +1,64 @@
-//! Model passes applied to each bucket's typed tract graph before it becomes runnable.
+//! Passes over each bucket's typed tract graph, between tract's own steps: after `declutter`
+//! (graph in core ops) and after `optimize` (kernels chosen), before it becomes runnable.
 //!
-//! This is where graph rewrites belong (e.g. the int8 fixes of issue 5), not in the session
-//! code: a pass is a plain function over a [`TypedModel`], registered in [`DEFAULT_PASSES`]
-//! or supplied through [`crate::session::SessionOptions::passes`].
-use anyhow::Context;
-use tract_onnx::prelude::*;
-use tract_onnx::tract_core::ops::konst::Const;
-use tract_onnx::tract_core::ops::source::TypedSource;
-use tract_onnx::tract_core::optim::CONST_FOLD_MEM_BUDGET;
+//! Each pass lives in its own file as a plain function over a [`TypedModel`]; [`DEFAULT_PASSES`]
+//! names them and says when each runs. ONNX-level rewrites, made before tract parses the graph,
+//! are in [`super::rewrite`].
+mod fold;
+mod gelu;
 
-use crate::bundle::BundleHeader;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::TractErrorContext;
+
+pub(crate) use fold::fold_all_constants;
 
 /// When in the pipeline a pass runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PassStage {
+pub(crate) enum PassStage {
     /// After `declutter`, before `optimize` (graph still in core ops: EinSum, Gather...).
     Decluttered,
     /// After `optimize`, right before `into_runnable` (kernels chosen).
     Optimized,
 }
 
-/// What a pass may know about the model it rewrites.
-#[derive(Debug, Clone, Copy)]
-pub struct PassContext<'a> {
-    /// The bundle header (quantization tag, labels, ...).
-    pub header: &'a BundleHeader,
-    /// Sequence length of the bucket being built; `None` for the graph shared by every bucket
-    /// (decluttered-stage passes usually run on it once, with a symbolic length).
-    pub seq_len: Option<usize>,
-    /// Stage this call happens at.
-    pub stage: PassStage,
-}
-
 /// A named graph rewrite.
 #[derive(Debug, Clone, Copy)]
-pub struct ModelPass {
+pub(crate) struct ModelPass {
     /// Name used in error messages.
     pub name: &'static str,
     /// Stage it runs at.
     pub stage: PassStage,
     /// The rewrite itself.
-    pub run: fn(&mut TypedModel, &PassContext) -> TractResult<()>,
+    pub run: fn(&mut TypedModel) -> TractResult<()>,
 }
 
-/// Passes every session applies unless told otherwise.
-pub const DEFAULT_PASSES: &[ModelPass] = &[
+/// The passes every session applies, in order.
+pub(crate) const DEFAULT_PASSES: &[ModelPass] = &[
     ModelPass {
         name: "fold constants (decluttered)",
         stage: PassStage::Decluttered,
-        run: fold_constants,
+        run: fold_all_constants,
     },
     ModelPass {
         name: "edgebert GELU",
         stage: PassStage::Decluttered,
-        run: super::gelu::replace_gelu,
+        run: |model| gelu::replace_gelu_nodes(model).map(|_| ()),
     },
     ModelPass {
         name: "fold constants (optimized)",
         stage: PassStage::Optimized,
-        run: fold_constants,
+        run: fold_all_constants,
     },
 ];
 
-/// Replaces every stateless node whose inputs are all constants by the constant it computes,
-/// whatever the size of the result.
-///
-/// tract's own folding skips results over 4 MiB (`CONST_FOLD_MEM_BUDGET`) that are larger
-/// than their inputs, so `DequantizeLinear` of a large int8 weight (a 768×3072 FFN: 2.4 MB of
-/// codes, 9.4 MB of fp32) would run on every call and its MatMul would never see a constant
-/// weight to pack; after `optimize()` the same budget leaves the zero-point compensation sums
-/// of large int8 weights to be recomputed on every call. Folding them once at plan time removes
-/// both. An input constant shared with other nodes is folded only when it is small, so a large
-/// weight is never duplicated per consumer (tract's rule).
-pub fn fold_constants(model: &mut TypedModel, _ctx: &PassContext) -> TractResult<()> {
-    fold_all_constants(model)
-}
-
-/// [`fold_constants`] without a pass context.
-pub fn fold_all_constants(model: &mut TypedModel) -> TractResult<()> {
-    while let Some(patch) = next_fold(model)? {
-        patch.apply(model)?;
-    }
-    model.compact()
-}
-
-/// The patch folding the first foldable node in evaluation order, if any.
-fn next_fold(model: &TypedModel) -> TractResult<Option<TypedModelPatch>> {
-    for id in model.eval_order()? {
-        let node = model.node(id);
-        if node.inputs.is_empty() || node.op_is::<Const>() || node.op_is::<TypedSource>() {
-            continue;
-        }
-        let facts = model.node_input_facts(id)?;
-        let foldable = facts.iter().zip(&node.inputs).all(|(fact, outlet)| {
-            fact.konst.is_some()
-                && (model.node(outlet.node).outputs[outlet.slot]
-                    .successors
-                    .len()
-                    == 1
-                    || fact
-                        .mem_size()
-                        .as_i64()
-                        .is_some_and(|m| m as u64 <= CONST_FOLD_MEM_BUDGET))
-        });
-        if !foldable {
-            continue;
-        }
-        let inputs = facts
-            .iter()
-            .filter_map(|f| f.konst.clone())
-            .map(|t| t.into_tvalue())
-            .collect();
-        // An op that cannot run out of a plan (state, unresolved symbols) just stays as it is.
-        let Ok(Some(outputs)) = node.op.eval_out_of_plan(inputs) else {
-            continue;
-        };
-        let mut patch = TypedModelPatch::default();
-        for (slot, value) in outputs.into_iter().enumerate() {
-            let exotic = model
-                .outlet_fact(OutletId::new(id, slot))?
-                .exotic_fact
-                .clone();
-            let name = if slot == 0 {
-                node.name.clone()
-            } else {
-                format!("{}.{slot}", node.name)
-            };
-            let konst = Const::new_with_opt_exotic_fact(value.into_arc_tensor(), exotic)?;
-            let wire = patch.wire_node(name, konst, &[])?[0];
-            patch.shunt_outside(model, OutletId::new(id, slot), wire)?;
-        }
-        return Ok(Some(patch));
-    }
-    Ok(None)
-}
-
 /// Applies every pass of `stage` in order; the error names the failing pass.
-pub fn apply(
+pub(crate) fn apply(
     passes: &[ModelPass],
     model: &mut TypedModel,
-    header: &BundleHeader,
-    seq_len: Option<usize>,
     stage: PassStage,
 ) -> TractResult<()> {
-    let ctx = PassContext {
-        header,
-        seq_len,
-        stage,
-    };
     for pass in passes.iter().filter(|p| p.stage == stage) {
-        (pass.run)(model, &ctx).with_context(|| format!("model pass {:?}", pass.name))?;
+        (pass.run)(model).with_context(|| format!("model pass {:?}", pass.name))?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tract_onnx::tract_core::ops::{cast::cast, math};
-
-    /// `x + cast(codes) × scale` with a 768×3072 int8 weight: the fp32 result (9.4 MB) is over
-    /// tract's folding budget, so declutter leaves the Cast and Mul to run on every call.
-    fn dequantize_and_add() -> TractResult<TypedModel> {
-        let (rows, cols) = (768usize, 3072usize);
-        let codes: Vec<i8> = (0..rows * cols)
-            .map(|k| ((k * 7919) % 255) as u8 as i8)
-            .collect();
-        let scales: Vec<f32> = (0..cols).map(|c| 1e-3 * (1 + c % 13) as f32).collect();
-        let mut model = TypedModel::default();
-        let x = model.add_source("x", f32::fact([rows, cols]))?;
-        let w = model.add_const("codes", Tensor::from_shape(&[rows, cols], &codes)?)?;
-        let s = model.add_const("scales", Tensor::from_shape(&[1, cols], &scales)?)?;
-        let wf = model.wire_node("cast", cast(f32::datum_type()), &[w])?;
-        let deq = model.wire_node("dequantize", math::mul(), &[wf[0], s])?;
-        let y = model.wire_node("add", math::add(), &[x, deq[0]])?;
-        model.select_output_outlets(&y)?;
-        Ok(model)
-    }
-
-    fn non_const_ops(model: &TypedModel) -> Vec<String> {
-        model
-            .nodes()
-            .iter()
-            .filter(|n| !n.op_is::<Const>() && !n.op_is::<TypedSource>())
-            .map(|n| n.op().name().to_string())
-            .collect()
-    }
-
-    #[test]
-    fn folds_what_tract_leaves_over_its_budget_and_keeps_the_result() -> TractResult<()> {
-        let decluttered = dequantize_and_add()?.into_decluttered()?;
-        assert!(
-            non_const_ops(&decluttered).len() > 1,
-            "tract folded the 9.4 MB dequantization itself: {:?}",
-            non_const_ops(&decluttered)
-        );
-        let mut folded = decluttered.clone();
-        fold_all_constants(&mut folded)?;
-        assert_eq!(
-            non_const_ops(&folded).len(),
-            1,
-            "{:?}",
-            non_const_ops(&folded)
-        );
-
-        let x = Tensor::from_shape(
-            &[768, 3072],
-            &(0..768 * 3072)
-                .map(|k| (k % 97) as f32 * 0.01)
-                .collect::<Vec<_>>(),
-        )?;
-        let run = |m: TypedModel| -> TractResult<Tensor> {
-            let out = m.into_runnable()?.run(tvec!(x.clone().into()))?;
-            Ok(out[0].clone().into_tensor())
-        };
-        assert_eq!(run(decluttered)?, run(folded)?);
-        Ok(())
-    }
-
-    #[test]
-    fn leaves_a_model_without_constant_subgraphs_alone() -> TractResult<()> {
-        let mut model = TypedModel::default();
-        let x = model.add_source("x", f32::fact([4]))?;
-        let y = model.wire_node("sq", math::square(), &[x])?;
-        model.select_output_outlets(&y)?;
-        let before = model.nodes().len();
-        fold_all_constants(&mut model)?;
-        assert_eq!(model.nodes().len(), before);
-        Ok(())
-    }
 }

@@ -2,18 +2,16 @@
 //! MatMulInteger → Cast → Mul` blocks (the form `edgebert-models` emits); a session runs them in
 //! one of three ways:
 //!
-//! - **native**: tract's integer kernels, as written. They beat tract's fp32 GEMM only with
-//!   int8 dot-product instructions; `auto` takes them on ARM CPUs with `dotprod`. On a plain
-//!   AVX2 x86 they are far slower (MiniLM at 16 tokens: ≈ 30×, nearly all of it in
-//!   `avx2_mmm_i32_8x8`), and even with AVX-512 VNNI (AMD Zen 5) they were ≈ 2× slower than
-//!   the kernel path below.
+//! - **native**: tract's integer kernels, as written (`--int8 native`). On x86-64 they are
+//!   far slower than the kernel path (AVX2: ≈ 30× at 16 tokens; AVX-512 VNNI: ≈ 2×).
 //! - **kernel**: each block (and the bias `Add` after it) becomes one `EdgebertInt8Linear` node
-//!   ([`super::int8_linear`]) over edgebert's own `u8 × i8` kernels ([`super::int8_gemm`]:
-//!   AVX-512 VNNI, or AVX2), with results bit-identical to the native path. `auto` takes it on
-//!   every x86-64 CPU with AVX-512 VNNI (exact for any code), and on AVX2 CPUs when the model
-//!   records 7-bit codes, the only ones the AVX2 kernel runs exactly.
+//!   ([`crate::session::ops::int8_linear`]) over edgebert's own `u8 × i8` kernels
+//!   ([`edgebert_kernels::int8_gemm`]), with results bit-identical to the native path. `auto`
+//!   takes it wherever the CPU has one of them: x86-64 with AVX-512 VNNI (any code), x86-64 with
+//!   AVX2 when the model records 7-bit codes (the only ones the AVX2 kernel runs exactly), and
+//!   every aarch64 CPU (i8mm, dotprod, or plain NEON).
 //! - **dequantize**: each block becomes one fp32 `MatMul` whose weight is `Cast(codes) × scale`;
-//!   right after tract has parsed the graph [`fold_dequantized_weights`] replaces each
+//!   right after tract has parsed the graph [`crate::session::weights::dequantize`] replaces each
 //!   `Cast × scale` by its fp32 constant, computed in one pass. `auto` falls back to it on
 //!   other CPUs; the bundle stays 4× smaller on disk.
 //!
@@ -24,79 +22,11 @@ use std::collections::{HashMap, HashSet};
 use tract_onnx::pb::attribute_proto::AttributeType;
 use tract_onnx::pb::tensor_proto::{DataLocation, DataType};
 use tract_onnx::pb::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
-use tract_onnx::prelude::*;
-use tract_onnx::tract_hir::infer::{Factoid, InferenceModelPatch};
 
-/// How a session runs an int8 model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Int8Mode {
-    /// The fastest exact path for this CPU: the runtime's kernel on x86-64 (AVX-512 VNNI, or
-    /// AVX2 with 7-bit codes), tract's integer kernels on ARM with `dotprod`, dequantized fp32
-    /// elsewhere.
-    #[default]
-    Auto,
-    /// Always tract's integer kernels (MatMulInteger).
-    Native,
-    /// Always dequantize the Linear weights to fp32 at load.
-    Dequantize,
-    /// Always the runtime's own int8 Linear kernel ([`super::int8_gemm`]): AVX-512 VNNI where
-    /// the CPU has it, AVX2 where it has that and the codes fit 7 bits, a portable (slow) loop
-    /// elsewhere.
-    Kernel,
-}
-
-/// The path a session took for its int8 Linear layers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Int8Path {
-    /// The model has no int8 Linear layers.
-    NotInt8,
-    /// Integer kernels (MatMulInteger).
-    Native,
-    /// Weights dequantized to fp32 at load; the number of Linear layers rewritten.
-    Dequantized(usize),
-    /// The runtime's own int8 Linear kernel; the number of Linear layers rewritten.
-    Kernel(usize),
-}
-
-impl Int8Path {
-    /// One-line description for logs and `edgebert inspect`.
-    pub fn describe(&self) -> String {
-        match self {
-            Int8Path::NotInt8 => "fp32 model".into(),
-            Int8Path::Native => "int8 kernels (MatMulInteger)".into(),
-            Int8Path::Dequantized(n) => format!(
-                "int8 weights dequantized to fp32 at load ({n} Linear layers; no exact int8 kernel for this CPU and these codes)"
-            ),
-            Int8Path::Kernel(n) => format!(
-                "edgebert int8 kernel ({n} Linear layers, {})",
-                if super::int8_gemm::avx512_vnni_available() {
-                    "AVX-512 VNNI u8×i8 dot products"
-                } else if super::int8_gemm::avx2_available() {
-                    "AVX2 u8×i8 products"
-                } else {
-                    "portable loop"
-                }
-            ),
-        }
-    }
-}
-
-/// Whether this CPU has the int8 dot-product instructions tract's integer kernels need to be
-/// faster than fp32 (x86-64: AVX-512 VNNI; aarch64: `dotprod`).
-pub fn cpu_has_int8_dot() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512vnni")
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        std::arch::is_aarch64_feature_detected!("dotprod")
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        false
-    }
-}
+use crate::session::int8_mode::{auto_takes_kernel, Int8Mode, Int8Path};
+use crate::session::ops::{
+    CAST_SUFFIX, DEQUANTIZED_SUFFIX, DOMAIN, MASKED_OP_TYPE, MASKED_QUANTIZE, OP_TYPE,
+};
 
 /// Number of `MatMulInteger` nodes in the model's main graph.
 pub fn count_matmul_integer(model: &ModelProto) -> usize {
@@ -127,9 +57,7 @@ pub fn apply(model: &mut ModelProto, mode: Int8Mode) -> Int8Path {
         Int8Mode::Native => None,
         Int8Mode::Dequantize => Some(Rewrite::Dequantize),
         Int8Mode::Kernel => Some(Rewrite::Kernel),
-        Int8Mode::Auto if super::int8_gemm::avx512_vnni_available() => Some(Rewrite::Kernel),
-        Int8Mode::Auto if cpu_has_int8_dot() => None,
-        Int8Mode::Auto if seven_bit && super::int8_gemm::avx2_available() => Some(Rewrite::Kernel),
+        Int8Mode::Auto if auto_takes_kernel(seven_bit) => Some(Rewrite::Kernel),
         Int8Mode::Auto => Some(Rewrite::Dequantize),
     };
     let Some(g) = model.graph.as_mut() else {
@@ -159,7 +87,7 @@ fn has_token_mask(g: &GraphProto) -> bool {
 }
 
 /// Rewrites every `DynamicQuantizeLinear(x)` left in a graph with a token mask into
-/// `EdgebertDynamicQuantize(x, attention_mask)` ([`super::masked_quantize`]); returns how many.
+/// `EdgebertDynamicQuantize(x, attention_mask)` ([`crate::session::ops::masked_quantize`]); returns how many.
 pub fn mask_dynamic_quantization(g: &mut GraphProto) -> usize {
     if !has_token_mask(g) {
         return 0;
@@ -168,8 +96,8 @@ pub fn mask_dynamic_quantization(g: &mut GraphProto) -> usize {
     for n in &mut g.node {
         let standard = n.domain.is_empty() || n.domain == "ai.onnx";
         if standard && n.op_type == "DynamicQuantizeLinear" && n.input.len() == 1 {
-            n.op_type = super::masked_quantize::MASKED_QUANTIZE.into();
-            n.domain = super::int8_linear::DOMAIN.into();
+            n.op_type = MASKED_QUANTIZE.into();
+            n.domain = DOMAIN.into();
             n.input.push(MASK_INPUT.into());
             count += 1;
         }
@@ -238,94 +166,8 @@ fn i8_len(t: &TensorProto) -> Option<usize> {
     })
 }
 
-/// Suffix of the `Mul` node (and its output) that dequantizes a Linear weight: `Cast(codes) ×
-/// scale`, which [`fold_dequantized_weights`] turns into one fp32 constant.
 /// The graph input whose 1s flag real tokens.
 const MASK_INPUT: &str = "attention_mask";
-
-const DEQUANTIZED_SUFFIX: &str = "/dequantized";
-
-/// Suffix of the `Cast` node that widens a Linear weight's int8 codes to fp32.
-const CAST_SUFFIX: &str = "/cast";
-
-/// Folds every weight dequantization that [`apply`] emitted (`Mul(Cast(codes), scale)` on
-/// constants) into one fp32 constant, computed row by row in one pass over the int8 codes;
-/// tract's generic `Cast` and broadcasting `Mul` would take several times longer. Returns how
-/// many weights were folded; a node whose inputs are not the expected constants is left as is.
-pub fn fold_dequantized_weights(model: &mut InferenceModel) -> TractResult<usize> {
-    let targets: Vec<usize> = model
-        .nodes()
-        .iter()
-        .filter(|n| n.name.ends_with(DEQUANTIZED_SUFFIX) && n.inputs.len() == 2)
-        .map(|n| n.id)
-        .collect();
-    let mut folded = 0;
-    for id in targets {
-        let node = model.node(id);
-        let cast = model.node(node.inputs[0].node);
-        // Only the nodes `apply` wrote: `{codes}/dequantized = Mul({codes}/cast, scale)`.
-        if node.op().name() != "Mul" || !cast.name.ends_with(CAST_SUFFIX) {
-            continue;
-        }
-        let (Some(&codes), Ok(scales)) = (cast.inputs.first(), model.outlet_fact(node.inputs[1]))
-        else {
-            continue;
-        };
-        let (Some(codes), Some(scales)) = (
-            model.outlet_fact(codes)?.value.concretize(),
-            scales.value.concretize(),
-        ) else {
-            continue;
-        };
-        let Some(weight) = dequantized(&codes, &scales)? else {
-            continue;
-        };
-        let name = node.name.clone();
-        let mut patch = InferenceModelPatch::default();
-        let konst = patch.add_const(name, weight)?;
-        patch.shunt_outside(model, OutletId::new(id, 0), konst)?;
-        patch.apply(model)?;
-        folded += 1;
-    }
-    if folded > 0 {
-        // Drops the replaced Mul, Cast and int8 codes (now unread) and renumbers the nodes.
-        model.compact()?;
-    }
-    Ok(folded)
-}
-
-/// `codes × scales` for a 2-D int8 `codes` and one scale, or one per column; `None` for other
-/// shapes and types.
-fn dequantized(codes: &Tensor, scales: &Tensor) -> TractResult<Option<Tensor>> {
-    let &[rows, cols] = codes.shape() else {
-        return Ok(None);
-    };
-    if codes.datum_type() != i8::datum_type() || scales.datum_type() != f32::datum_type() {
-        return Ok(None);
-    }
-    let (codes, scales) = (codes.try_as_plain_ram()?, scales.try_as_plain_ram()?);
-    let (codes, scales) = (codes.as_slice::<i8>()?, scales.as_slice::<f32>()?);
-    let per_column = scales.len() == cols;
-    if cols == 0 || !(per_column || scales.len() == 1) {
-        return Ok(None);
-    }
-    let mut out = Tensor::zero::<f32>(&[rows, cols])?;
-    let mut dst = out.try_as_plain_ram_mut()?;
-    let dst = dst.as_slice_mut::<f32>()?;
-    for (row_out, row) in dst.chunks_exact_mut(cols).zip(codes.chunks_exact(cols)) {
-        if per_column {
-            for ((d, &q), &s) in row_out.iter_mut().zip(row).zip(scales) {
-                *d = f32::from(q) * s;
-            }
-        } else {
-            let s = scales[0];
-            for (d, &q) in row_out.iter_mut().zip(row) {
-                *d = f32::from(q) * s;
-            }
-        }
-    }
-    Ok(Some(out))
-}
 
 /// One matched block, by node index, with the names its dequantized weight is built from.
 struct Block {
@@ -497,23 +339,23 @@ fn rewrite_linears(g: &mut GraphProto, rewrite: Rewrite) -> usize {
             }
             let op_type = if masked {
                 input.insert(1, MASK_INPUT.into());
-                super::int8_linear::MASKED_OP_TYPE
+                MASKED_OP_TYPE
             } else {
-                super::int8_linear::OP_TYPE
+                OP_TYPE
             };
             g.node[b.rescale] = NodeProto {
                 input,
                 output: vec![out],
                 name: format!("{name}/int8_linear"),
                 op_type: op_type.into(),
-                domain: super::int8_linear::DOMAIN.into(),
+                domain: DOMAIN.into(),
                 ..Default::default()
             };
             continue;
         }
         let (float, weight) = (
             format!("{}/float", b.codes),
-            format!("{}/dequantized", b.codes),
+            format!("{}{DEQUANTIZED_SUFFIX}", b.codes),
         );
         // The same weight may feed several blocks: its dequantization is emitted once.
         if !added.iter().any(|n: &NodeProto| n.output[0] == weight) {

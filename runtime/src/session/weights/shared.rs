@@ -20,7 +20,7 @@ use tract_onnx::tract_core::ops::matmul::optimized::{MatMulOperand, OptMatMul, P
 use tract_onnx::tract_core::tract_linalg::mmm::{EagerPackedInput, MMMInputValue};
 use tract_onnx::tract_core::tract_linalg::pack::PackedFormat;
 
-use super::int8_linear::{Int8Linear, Int8LinearWeights};
+use crate::session::ops::int8_linear::{Int8Linear, Int8LinearWeights};
 
 /// Where an operand sits: node name, micro-op index, and whether it is the `b` operand.
 type Site = (String, usize, bool);
@@ -43,11 +43,13 @@ impl PackedWeights {
     }
 
     /// Number of distinct packed operands held.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.by_site.values().map(Vec::len).sum()
     }
 
     /// Whether no operand is held yet.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.by_site.is_empty()
     }
