@@ -270,7 +270,12 @@ pub fn extract(o: &ExtractOptions) -> Result<ExtractSummary> {
         &o.out.join("confusion_matrix.txt"),
         crate::metrics::confusion_text(cm, &ds.labels).as_bytes(),
     )?;
-    crate::plot::confusion_png(cm, &o.out.join("confusion_matrix.png"))?;
+    crate::plot::confusion_png(
+        cm,
+        &ds.labels,
+        &crate::plot::confusion_title(&o.model, "features + logistic regression", "validation"),
+        &o.out.join("confusion_matrix.png"),
+    )?;
     let report = format!(
         "logistic regression on [CLS] features (validation)\n{}\nmajority-class baseline (validation)\n{}",
         logistic.metrics.report(),

@@ -734,7 +734,12 @@ fn write_outputs(
         &out.join("confusion_matrix.txt"),
         crate::metrics::confusion_text(&m.confusion, labels).as_bytes(),
     )?;
-    crate::plot::confusion_png(&m.confusion, &out.join("confusion_matrix.png"))?;
+    crate::plot::confusion_png(
+        &m.confusion,
+        labels,
+        &crate::plot::confusion_title(&o.model, "fine-tuned", "validation"),
+        &out.join("confusion_matrix.png"),
+    )?;
     // Error analysis: the highest-loss validation samples.
     let pred = p.predicted();
     let mut order: Vec<usize> = (0..p.losses.len()).collect();

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod optimizer;
 pub mod plot;
 pub mod schedule;
+pub mod version;
 
 /// Weight format of an exported model (re-exported from the models crate).
 pub use edgebert_models::onnx::{Quantization, WeightRange};

@@ -1,6 +1,6 @@
 //! `edgebert-train`: the trainer CLI (extract, finetune, evaluate, export, push).
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use edgebert_trainer::data::{parse_label_list, DataSource};
 use edgebert_trainer::eval::{evaluate_dir, EvaluateOptions};
 use edgebert_trainer::export::{export, ExportOpts};
@@ -248,6 +248,13 @@ struct EvaluateArgs {
     /// Device: auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Also draw the confusion matrix into this PNG (label names on both axes, row-normalised
+    /// cells, the model and data file in the title).
+    #[arg(long, value_name = "PNG")]
+    confusion_matrix: Option<PathBuf>,
+    /// Write example counts instead of row-normalised fractions into the PNG's cells.
+    #[arg(long, requires = "confusion_matrix")]
+    counts: bool,
 }
 
 #[derive(Args)]
@@ -363,7 +370,10 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    // `--version`: version, features and the kernels this CPU selects (`-V`: the version only).
+    let long_version: &'static str =
+        Box::leak(edgebert_trainer::version::long_version().into_boxed_str());
+    let cli = Cli::from_arg_matches(&Cli::command().long_version(long_version).get_matches())?;
     edgebert_trainer::tune_allocator();
     match cli.cmd {
         Cmd::Extract(a) => {
@@ -494,6 +504,27 @@ fn run() -> anyhow::Result<()> {
                     r.model, r.data, r.metrics.accuracy, r.metrics.weighted_f1, r.loss, r.metrics.n, r.skipped_lines
                 );
                 println!("{}", r.metrics.report());
+            }
+            if let Some(png) = &a.confusion_matrix {
+                use edgebert_trainer::plot;
+                let labels: Vec<String> = r
+                    .metrics
+                    .per_class
+                    .iter()
+                    .map(|c| c.label.clone())
+                    .collect();
+                let split = a
+                    .data
+                    .file_stem()
+                    .map_or_else(|| r.data.clone(), |s| s.to_string_lossy().into_owned());
+                let values = if a.counts {
+                    plot::CellValues::Counts
+                } else {
+                    plot::CellValues::RowNormalized
+                };
+                let title = plot::confusion_title(&a.model, "fine-tuned", &split);
+                plot::confusion_png_with(&r.metrics.confusion, &labels, &title, values, png)?;
+                eprintln!("wrote {}", png.display());
             }
         }
         Cmd::Export(a) => {
