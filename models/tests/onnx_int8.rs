@@ -219,7 +219,7 @@ fn int8_onnxruntime_and_tract_agree_and_checker_accepts() {
 
 /// all-MiniLM-L6-v2 (real weights, no `bert.` prefix) with a fresh random 6-label head.
 fn minilm() -> Option<(ModelConfig, HashMap<String, Tensor>)> {
-    let shared = shared_dir("minilm")?;
+    let shared = shared_dir("minilm_int8_size_ratio_and_error");
     let dir = shared.join("models/all-MiniLM-L6-v2");
     let mut cfg = ModelConfig::from_file(&dir.join("config.json")).unwrap();
     let labels: Vec<String> = ["sadness", "joy", "love", "anger", "fear", "surprise"]
@@ -267,6 +267,7 @@ fn minilm_cases(vocab: usize) -> Vec<Case> {
 }
 
 #[test]
+#[ignore = "needs EDGEBERT_SHARED (the shared data and MiniLM)"]
 fn minilm_int8_size_ratio_and_error() {
     let Some((cfg, w)) = minilm() else { return };
     let fp32 = export_classifier(&cfg, &w, &ExportOptions::default()).unwrap();

@@ -10,17 +10,14 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// `EDGEBERT_SHARED`, or `None` after printing the skip line (panics if EDGEBERT_REQUIRE_SHARED is set).
-pub fn shared(test: &str) -> Option<PathBuf> {
+/// `EDGEBERT_SHARED`; panics with how to set it when unset (the tests that call this are
+/// `#[ignore]`d, so they run only with `--include-ignored`).
+pub fn shared(test: &str) -> PathBuf {
     match std::env::var_os("EDGEBERT_SHARED") {
-        Some(p) => Some(PathBuf::from(p)),
-        None => {
-            if std::env::var_os("EDGEBERT_REQUIRE_SHARED").is_some() {
-                panic!("EDGEBERT_SHARED must be set");
-            }
-            eprintln!("SKIPPED {test}: EDGEBERT_SHARED unset");
-            None
-        }
+        Some(d) => PathBuf::from(d),
+        None => panic!(
+            "{test} needs EDGEBERT_SHARED: the folder holding data/emotion and models/all-MiniLM-L6-v2 (this test is ignored by default; run it with `EDGEBERT_SHARED=../shared cargo test --workspace -- --include-ignored`)"
+        ),
     }
 }
 
