@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use edgebert_runtime::session::{synthetic_text, Classification, Session};
+use edgebert_runtime::{synthetic_text, Classification, Session};
 
 struct Counting;
 static ALLOCS: AtomicU64 = AtomicU64::new(0);

@@ -210,7 +210,7 @@ fn fp32_tract_matches_candle_reference_batch_1_and_3_with_padding() {
 /// fp32 tolerance of the candle reference, batched and padded.
 #[test]
 fn fp32_fused_layer_norm_matches_candle_reference() {
-    use edgebert_runtime::session::fused::{fuse_layer_norms, LAYER_NORM};
+    use edgebert_runtime::internals::{fuse_layer_norms, LAYER_NORM};
     for (tag, cfg) in families() {
         let w = random_weights(&cfg, 3, 13);
         let bytes = export_classifier(&cfg, &w, &ExportOptions::default()).unwrap();
@@ -243,8 +243,7 @@ fn fp32_fused_layer_norm_matches_candle_reference() {
 /// with `axis = 3` instead of `-1`: the same math) is left to tract, next to fused ones.
 #[test]
 fn fp32_fused_attention_matches_candle_reference() {
-    use edgebert_runtime::session::fused::fuse_layer_norms;
-    use edgebert_runtime::session::fused_attention::{fuse_attention, ATTENTION};
+    use edgebert_runtime::internals::{fuse_attention, fuse_layer_norms, ATTENTION};
     for (tag, cfg) in families() {
         let w = random_weights(&cfg, 3, 17);
         let bytes = export_classifier(&cfg, &w, &ExportOptions::default()).unwrap();

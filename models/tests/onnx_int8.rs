@@ -366,8 +366,8 @@ fn int8_pytorch_fixtures_close_to_reference_in_tract() {
 /// fp32 and close to the native int8 graph (they differ only by activation quantization).
 #[test]
 fn runtime_dequantize_fallback_rewrites_every_linear() {
-    use edgebert_runtime::session::int8::{apply, Int8Mode, Int8Path};
-    use edgebert_runtime::session::masked_quantize::MASKED_QUANTIZE;
+    use edgebert_runtime::internals::{apply_int8 as apply, MASKED_QUANTIZE};
+    use edgebert_runtime::{Int8Mode, Int8Path};
     for arch in [Architecture::DistilBert, Architecture::Bert] {
         let cfg = tiny_config(arch, "gelu");
         let w = random_weights(&cfg, 3, 43);
@@ -441,12 +441,12 @@ fn runtime_dequantize_fallback_rewrites_every_linear() {
 /// against the file as it is; on padded batches against the native path with the runtime's
 /// masked quantizers (activation statistics from real tokens only). A text padded with any
 /// number of padding tokens gives exactly the file's result on the text alone. `auto` takes the
-/// kernel on every AVX-512 VNNI CPU, and on an AVX2 CPU without it only for 7-bit exports.
+/// kernel on every AVX-512 VNNI CPU and every aarch64 CPU, and on an AVX2 CPU without VNNI only
+/// for 7-bit exports.
 #[test]
 fn runtime_int8_kernel_equals_tracts_integer_path_bit_for_bit() {
-    use edgebert_runtime::session::int8::{apply, cpu_has_int8_dot, Int8Mode, Int8Path};
-    use edgebert_runtime::session::int8_gemm::{avx2_available, avx512_vnni_available};
-    use edgebert_runtime::session::int8_linear::MASKED_OP_TYPE as OP_TYPE;
+    use edgebert_runtime::internals::{apply_int8 as apply, auto_takes_kernel, MASKED_OP_TYPE as OP_TYPE};
+    use edgebert_runtime::{Int8Mode, Int8Path};
     for arch in [Architecture::DistilBert, Architecture::Bert] {
         for (scales, range) in [
             (WeightScales::PerChannel, WeightRange::Reduced),
@@ -543,11 +543,7 @@ fn runtime_int8_kernel_equals_tracts_integer_path_bit_for_bit() {
 
             let mut auto = ModelProto::decode(&q[..]).unwrap();
             let path = apply(&mut auto, Int8Mode::Auto);
-            let want = if avx512_vnni_available() {
-                Int8Path::Kernel(linears)
-            } else if cpu_has_int8_dot() {
-                Int8Path::Native
-            } else if avx2_available() && range == WeightRange::Reduced {
+            let want = if auto_takes_kernel(range == WeightRange::Reduced) {
                 Int8Path::Kernel(linears)
             } else {
                 Int8Path::Dequantized(linears)
@@ -561,7 +557,8 @@ fn runtime_int8_kernel_equals_tracts_integer_path_bit_for_bit() {
 /// is left on the integer path; the others are still rewritten.
 #[test]
 fn runtime_dequantize_fallback_skips_unexpected_blocks() {
-    use edgebert_runtime::session::int8::{apply, count_matmul_integer, Int8Mode, Int8Path};
+    use edgebert_runtime::internals::{apply_int8 as apply, count_matmul_integer};
+    use edgebert_runtime::{Int8Mode, Int8Path};
     let cfg = tiny_config(Architecture::Bert, "gelu");
     let w = random_weights(&cfg, 3, 47);
     let q = export_classifier(&cfg, &w, &int8(WeightScales::PerChannel)).unwrap();

@@ -2,7 +2,7 @@
 //! fp32 accuracy equal to candle's, the int8 bundle as `model.edgebert`, and clear errors.
 mod common;
 use common::{synthetic_data, tiny_model_dir, EMOTIONS};
-use edgebert_runtime::session::{Int8Mode, Int8Path, Session, SessionOptions};
+use edgebert_runtime::{Int8Mode, Int8Path, Session, SessionOptions};
 use edgebert_trainer::export::{export, ExportOpts};
 use edgebert_trainer::finetune::{finetune, FinetuneOptions};
 use edgebert_trainer::Quantization;
@@ -102,11 +102,7 @@ fn int8_export_writes_the_contract_and_verifies_with_the_runtime() {
     ] {
         let mut session = Session::open_with(
             out.join("model.edgebert"),
-            SessionOptions {
-                int8: mode,
-                file_weights_min_bytes: if in_memory { usize::MAX } else { 1024 },
-                ..Default::default()
-            },
+            SessionOptions::default().with_int8(mode).with_file_weights_min_bytes(if in_memory { usize::MAX } else { 1024 }),
         )
         .expect("open int8 bundle");
         assert_eq!(session.header().quantization, "int8");
@@ -143,10 +139,7 @@ fn int8_export_writes_the_contract_and_verifies_with_the_runtime() {
     let fp32_logits = |fuse_attention| {
         let mut session = Session::open_with(
             out.join("model.fp32.edgebert"),
-            SessionOptions {
-                fuse_attention,
-                ..Default::default()
-            },
+            SessionOptions::default().with_fuse_attention(fuse_attention),
         )
         .expect("open fp32 bundle");
         texts
@@ -159,7 +152,7 @@ fn int8_export_writes_the_contract_and_verifies_with_the_runtime() {
     // tract's), so check that the fused one exists: every layer's block matches.
     let onnx = std::fs::read(out.join("model.fp32.onnx")).expect("read model.fp32.onnx");
     assert_eq!(
-        edgebert_runtime::session::fused_attention::attention_blocks(&onnx),
+        edgebert_runtime::inspect::fused_attention_blocks(&onnx),
         2,
         "one fused attention block per layer of the tiny model"
     );

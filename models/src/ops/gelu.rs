@@ -25,7 +25,8 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
     }
 }
 
-/// Scalar math per float type (f32: [`erf_f32_rational`]; f64: candle's erf).
+/// Scalar math per float type (f32: the runtime's erf, [`edgebert_kernels::gelu::erf`], so a
+/// model trains and runs with the same GELU; f64: candle's erf).
 trait GeluFloat: WithDType + Float + Send + Sync {
     fn erf(self) -> Self;
     fn lit(v: f64) -> Self;
@@ -33,7 +34,7 @@ trait GeluFloat: WithDType + Float + Send + Sync {
 
 impl GeluFloat for f32 {
     fn erf(self) -> f32 {
-        erf_f32_rational(self)
+        edgebert_kernels::gelu::erf(self)
     }
     fn lit(v: f64) -> f32 {
         v as f32
@@ -47,27 +48,6 @@ impl GeluFloat for f64 {
     fn lit(v: f64) -> f64 {
         v
     }
-}
-
-/// erf in f32 as a branch-free rational function (Eigen's `generic_fast_erf_float`: odd degree-13
-/// numerator over even degree-8 denominator, input clamped to ±4 where erf is ±1 in f32), so the
-/// element loops vectorize; libm's scalar `erff` was 5% of a MiniLM training step. Max |error|
-/// 4.3e-7 against f64 erf (tested); f64 keeps candle's `erf_f64`.
-#[inline(always)]
-pub(crate) fn erf_f32_rational(x: f32) -> f32 {
-    let x = x.clamp(-4.0, 4.0);
-    let x2 = x * x;
-    let mut p = x2 * -2.726_142_3e-10 + 2.770_681_4e-8;
-    p = x2 * p + -2.101_024e-6;
-    p = x2 * p + -5.692_506_4e-5;
-    p = x2 * p + -7.349_906_3e-4;
-    p = x2 * p + -2.954_600_1e-3;
-    p = x2 * p + -1.609_603_3e-2;
-    let mut q = x2 * -1.456_607_2e-5 + -2.133_740_6e-4;
-    q = x2 * q + -1.682_827e-3;
-    q = x2 * q + -7.373_329e-3;
-    q = x2 * q + -1.426_474e-2;
-    x * p / q
 }
 
 /// Elements per parallel work item.
@@ -172,21 +152,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rational_erf_is_within_5e7_of_f64_erf() {
+    fn f32_erf_is_the_runtimes_and_within_5e7_of_f64_erf() {
         let mut worst = (0.0f64, 0.0f32);
         for i in -200_000..=200_000 {
             let x = i as f32 * 5e-5; // [-10, 10] in steps of 5e-5
-            let err = (f64::from(erf_f32_rational(x)) - erf_f64(f64::from(x))).abs();
+            let ours = GeluFloat::erf(x);
+            assert_eq!(
+                ours.to_bits(),
+                edgebert_kernels::gelu::erf(x).to_bits(),
+                "training and inference erf differ at {x}"
+            );
+            let err = (f64::from(ours) - erf_f64(f64::from(x))).abs();
             if err > worst.0 {
                 worst = (err, x);
             }
         }
         assert!(worst.0 < 5e-7, "max |error| {:.3e} at {}", worst.0, worst.1);
-        assert_eq!(erf_f32_rational(0.0), 0.0);
-        assert!(
-            erf_f32_rational(f32::INFINITY) > 0.999_999 && erf_f32_rational(-1e30) < -0.999_999
-        );
-        // NaN in, NaN out (clamp propagates it), as erff does.
-        assert!(erf_f32_rational(f32::NAN).is_nan());
+        assert_eq!(GeluFloat::erf(0.0f32), 0.0);
+        // exactly ±1 where erf rounds to ±1 in f32
+        assert_eq!(GeluFloat::erf(f32::INFINITY), 1.0);
+        assert_eq!(GeluFloat::erf(-1e30f32), -1.0);
+        // NaN in, NaN out, as erff does.
+        assert!(GeluFloat::erf(f32::NAN).is_nan());
     }
 }
