@@ -445,7 +445,9 @@ fn runtime_dequantize_fallback_rewrites_every_linear() {
 /// for 7-bit exports.
 #[test]
 fn runtime_int8_kernel_equals_tracts_integer_path_bit_for_bit() {
-    use edgebert_runtime::internals::{apply_int8 as apply, auto_takes_kernel, MASKED_OP_TYPE as OP_TYPE};
+    use edgebert_runtime::internals::{
+        apply_int8 as apply, auto_takes_kernel, MASKED_OP_TYPE as OP_TYPE,
+    };
     use edgebert_runtime::{Int8Mode, Int8Path};
     for arch in [Architecture::DistilBert, Architecture::Bert] {
         for (scales, range) in [

@@ -129,7 +129,16 @@ fn padding_does_not_change_unpadded_rows() -> anyhow::Result<()> {
 
 fn shared_dir(test: &str) -> PathBuf {
     match std::env::var_os("EDGEBERT_SHARED") {
-        Some(d) => PathBuf::from(d),
+        Some(d) => {
+            // A relative path is read from the workspace root, where the README's command runs
+            // (cargo runs each test in its own package's folder).
+            let d = PathBuf::from(d);
+            if d.is_relative() {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(d)
+            } else {
+                d
+            }
+        }
         None => panic!(
             "{test} needs EDGEBERT_SHARED: the folder holding data/emotion and models/all-MiniLM-L6-v2 (this test is ignored by default; run it with `EDGEBERT_SHARED=../shared cargo test --workspace -- --include-ignored`)"
         ),

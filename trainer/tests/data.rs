@@ -137,6 +137,10 @@ fn emotion_files_parse() {
             "emotion_files_parse needs EDGEBERT_SHARED: the folder holding data/emotion and models/all-MiniLM-L6-v2 (this test is ignored by default; run it with `EDGEBERT_SHARED=../shared cargo test --workspace -- --include-ignored`)"
         )
     });
+    // A relative path is read from the workspace root, where the README's command runs.
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(shared);
     let dir = Path::new(&shared).join("data/emotion");
     let ds = load_dataset(&dir, &DataOptions::default()).expect("emotion");
     assert_eq!(ds.train.examples.len(), 16000);

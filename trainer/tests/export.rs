@@ -102,7 +102,9 @@ fn int8_export_writes_the_contract_and_verifies_with_the_runtime() {
     ] {
         let mut session = Session::open_with(
             out.join("model.edgebert"),
-            SessionOptions::default().with_int8(mode).with_file_weights_min_bytes(if in_memory { usize::MAX } else { 1024 }),
+            SessionOptions::default()
+                .with_int8(mode)
+                .with_file_weights_min_bytes(if in_memory { usize::MAX } else { 1024 }),
         )
         .expect("open int8 bundle");
         assert_eq!(session.header().quantization, "int8");

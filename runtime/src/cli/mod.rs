@@ -108,9 +108,9 @@ struct ClassifyArgs {
     /// Cap on tokens per input (default and maximum: the model's max_len); longer texts are truncated.
     #[arg(long, value_name = "N")]
     max_len: Option<usize>,
-    /// int8 models: `auto` uses edgebert's int8 kernel on x86-64 CPUs with AVX-512 VNNI, and on
-    /// AVX2 ones when the codes are 7-bit (the exporter's default), tract's integer kernels on
-    /// ARM CPUs with dotprod, and dequantizes the weights to fp32 at load elsewhere;
+    /// int8 models: `auto` uses edgebert's int8 kernel on x86-64 CPUs with AVX-512 VNNI, on
+    /// AVX2 ones when the codes are 7-bit (the exporter's default), and on every aarch64 CPU
+    /// (i8mm, dotprod or NEON), and dequantizes the weights to fp32 at load elsewhere;
     /// `native`/`kernel`/`dequantize` force one.
     #[arg(long, value_enum, default_value_t = Int8Arg::Auto)]
     int8: Int8Arg,
@@ -137,7 +137,7 @@ struct BenchArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
     /// int8 models: auto, native (tract's integer kernels), dequantize (fp32 weights at load) or
-    /// kernel (edgebert's AVX2 int8 kernel); see classify.
+    /// kernel (edgebert's own int8 kernel); see classify.
     #[arg(long, value_enum, default_value_t = Int8Arg::Auto)]
     int8: Int8Arg,
 }
@@ -146,13 +146,14 @@ struct BenchArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Int8Arg {
     /// edgebert's int8 kernel on x86-64 with AVX-512 VNNI, or AVX2 when the model's codes are
-    /// 7-bit; tract's integer kernels on ARM with dotprod; dequantized fp32 weights elsewhere.
+    /// 7-bit, and on every aarch64 CPU; dequantized fp32 weights elsewhere.
     Auto,
     /// Always tract's integer kernels (MatMulInteger).
     Native,
     /// Always dequantize int8 weights to fp32 at load.
     Dequantize,
-    /// Always edgebert's own int8 Linear kernel (AVX-512 VNNI or AVX2, else a slow portable loop).
+    /// Always edgebert's own int8 Linear kernel (AVX-512 VNNI, AVX2, i8mm, dotprod or NEON; else
+    /// a slow portable loop).
     Kernel,
 }
 
