@@ -357,6 +357,7 @@ fn fuzz_corpus_seeds_through_the_binary_end_cleanly() {
         seeds += 1;
     }
     let dir = std::env::temp_dir().join(format!("edgebert-corpus-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
     common::copy_dir(&common::tiny_bert(), &dir);
     for entry in std::fs::read_dir(corpus.join("model_skeleton")).expect("skeleton corpus") {
         let path = entry.expect("entry").path();

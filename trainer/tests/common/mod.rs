@@ -3,11 +3,17 @@
 #![allow(dead_code)]
 use std::path::{Path, PathBuf};
 
+/// The repository root: the nearest folder above this crate holding `models/tests/fixtures`
+/// (these helpers serve the trainer's tests and the top-level `tests/`).
+pub fn repo_root() -> PathBuf {
+    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    while !dir.join("models/tests/fixtures").is_dir() && dir.pop() {}
+    dir
+}
+
 /// The models crate's fixture directory `name` (tiny-bert, tiny-distilbert).
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../models/tests/fixtures")
-        .join(name)
+    repo_root().join("models/tests/fixtures").join(name)
 }
 
 /// `EDGEBERT_SHARED`; panics with how to set it when unset (the tests that call this are
@@ -19,7 +25,7 @@ pub fn shared(test: &str) -> PathBuf {
             // (cargo runs each test in its own package's folder).
             let d = PathBuf::from(d);
             if d.is_relative() {
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(d)
+                repo_root().join(d)
             } else {
                 d
             }
