@@ -7,10 +7,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{synthetic_data, tiny_model_dir, EMOTIONS};
+use common::EMOTIONS;
 use edgebert_runtime::{Classification, Session};
 use edgebert_trainer::export::{export, ExportOpts};
-use edgebert_trainer::finetune::{finetune, FinetuneOptions};
 
 /// The `edgebert` binary of this build (`cargo test --workspace` builds it beside the tests).
 fn edgebert_binary() -> PathBuf {
@@ -31,24 +30,7 @@ fn edgebert_binary() -> PathBuf {
 #[test]
 fn trained_exported_and_classified_through_the_library_and_the_cli() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let model = tiny_model_dir("tiny-distilbert", tmp.path());
-    let data = synthetic_data(tmp.path(), 96, 48, 5);
-    let finetuned = tmp.path().join("finetuned");
-    finetune(&FinetuneOptions {
-        model: model.display().to_string(),
-        data: data.clone(),
-        out: finetuned.clone(),
-        labels: Some(EMOTIONS.iter().map(|s| s.to_string()).collect()),
-        epochs: 1,
-        lr: 1e-3,
-        batch_size: 16,
-        max_len: 16,
-        device: "cpu".into(),
-        progress: false,
-        error_samples: 0,
-        ..Default::default()
-    })
-    .expect("finetune");
+    let (finetuned, _data) = common::tiny_finetuned(tmp.path());
     let out = tmp.path().join("export");
     let report = export(&ExportOpts {
         model: finetuned.display().to_string(),

@@ -1,35 +1,10 @@
 //! `edgebert-train export` on a tiny fine-tuned model: the files of the contract, the runtime's
 //! fp32 accuracy equal to candle's, the int8 bundle as `model.edgebert`, and clear errors.
 mod common;
-use common::{synthetic_data, tiny_model_dir, EMOTIONS};
+use common::tiny_finetuned;
 use edgebert_runtime::{Int8Mode, Int8Path, Session, SessionOptions};
 use edgebert_trainer::export::{export, ExportOpts};
-use edgebert_trainer::finetune::{finetune, FinetuneOptions};
 use edgebert_trainer::Quantization;
-use std::path::{Path, PathBuf};
-
-/// Fine-tunes the tiny DistilBERT fixture for one short epoch; returns (model dir, data dir).
-fn tiny_finetuned(tmp: &Path) -> (PathBuf, PathBuf) {
-    let model = tiny_model_dir("tiny-distilbert", tmp);
-    let data = synthetic_data(tmp, 96, 48, 5);
-    let out = tmp.join("finetuned");
-    finetune(&FinetuneOptions {
-        model: model.display().to_string(),
-        data: data.clone(),
-        out: out.clone(),
-        labels: Some(EMOTIONS.iter().map(|s| s.to_string()).collect()),
-        epochs: 1,
-        lr: 1e-3,
-        batch_size: 16,
-        max_len: 16,
-        device: "cpu".into(),
-        progress: false,
-        error_samples: 0,
-        ..Default::default()
-    })
-    .expect("finetune");
-    (out, data)
-}
 
 #[test]
 fn int8_export_writes_the_contract_and_verifies_with_the_runtime() {

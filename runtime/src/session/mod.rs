@@ -34,7 +34,9 @@ use plan::{Bucket, InputKind, Prototype, Reload};
 use weights::shared::PackedWeights;
 
 pub(crate) use guard::guarded;
-pub use int8_mode::{auto_takes_kernel, Int8Mode, Int8Path};
+#[cfg(feature = "internals")]
+pub use int8_mode::auto_takes_kernel;
+pub use int8_mode::{Int8Mode, Int8Path};
 pub(crate) use load::word_embedding_rows;
 pub use synthetic::synthetic_text;
 

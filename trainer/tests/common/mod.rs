@@ -155,3 +155,26 @@ pub fn read_weights(path: &Path) -> std::collections::BTreeMap<String, (Vec<usiz
         })
         .collect()
 }
+
+/// Fine-tunes the tiny DistilBERT fixture for one short epoch; returns (model dir, data dir).
+pub fn tiny_finetuned(tmp: &Path) -> (PathBuf, PathBuf) {
+    let model = tiny_model_dir("tiny-distilbert", tmp);
+    let data = synthetic_data(tmp, 96, 48, 5);
+    let out = tmp.join("finetuned");
+    edgebert_trainer::finetune::finetune(&edgebert_trainer::finetune::FinetuneOptions {
+        model: model.display().to_string(),
+        data: data.clone(),
+        out: out.clone(),
+        labels: Some(EMOTIONS.iter().map(|s| s.to_string()).collect()),
+        epochs: 1,
+        lr: 1e-3,
+        batch_size: 16,
+        max_len: 16,
+        device: "cpu".into(),
+        progress: false,
+        error_samples: 0,
+        ..Default::default()
+    })
+    .expect("finetune");
+    (out, data)
+}

@@ -89,11 +89,6 @@ impl FileWeights {
         self.mapped.get().map(|(_, m)| m.rows())
     }
 
-    /// The model file.
-    pub fn file(&self) -> &Path {
-        &self.file
-    }
-
     /// The checksum of external tensor `i`: recorded by its first read, else the one a
     /// background hash of it gives ([`FileWeights::hash_in_background`]), else read and hashed
     /// now (a tensor tract never asked for).
