@@ -29,6 +29,7 @@
 //! - [`bundle`]: the single-file model format, read and written;
 //! - [`inspect`]: what `edgebert inspect` reports about a model;
 //! - [`memory`]: allocator settings for long-running processes;
+//! - [`threads`]: thread counts (the default, parsing, limits) and the worker pools;
 //! - [`Error`]: every failure, naming the file, field or tensor at fault.
 //!
 //! The heavy ops (int8 Linear, LayerNorm, GELU, attention) run on the runtime's own kernels
@@ -54,6 +55,8 @@ pub mod memory;
 mod model_source;
 #[cfg(feature = "std")]
 mod session;
+#[cfg(feature = "std")]
+pub mod threads;
 
 #[cfg(feature = "std")]
 pub use bundle::{Bundle, BundleHeader, BundleWriter};

@@ -71,8 +71,8 @@ pub struct EdgebertOptions {
     /// Cap on tokens per text including `[CLS]` and `[SEP]`: 0 = the model's max_len, else
     /// at least 2 (larger than the model's is clamped to it).
     pub max_len: usize,
-    /// Worker threads: 0 = the runtime's default. This runtime runs a session on the calling
-    /// thread, so only 0 and 1 are accepted.
+    /// Threads one text is spread over: 0 = the runtime's default (one per physical core),
+    /// else 1..=256. Results are identical at every count.
     pub threads: usize,
     /// An `EdgebertInt8Mode` value.
     pub int8_mode: i32,
@@ -271,12 +271,16 @@ fn session_options(o: &EdgebertOptions) -> Result<SessionOptions, Failure> {
                 .into(),
         ));
     }
-    if o.threads > 1 {
-        return Err(invalid(format!(
-            "options.threads is {}: this runtime runs a session on the calling thread (use 0 or 1)",
-            o.threads
-        )));
-    }
+    let threads = match o.threads {
+        0 => edgebert_runtime::threads::default_threads(),
+        n if n > edgebert_runtime::threads::MAX_THREADS => {
+            return Err(invalid(format!(
+                "options.threads is {n}: it must be 0 (one per physical core) or 1..={}",
+                edgebert_runtime::threads::MAX_THREADS
+            )))
+        }
+        n => n,
+    };
     let int8 = match o.int8_mode {
         0 => Int8Mode::Auto,
         1 => Int8Mode::Native,
@@ -291,7 +295,8 @@ fn session_options(o: &EdgebertOptions) -> Result<SessionOptions, Failure> {
     Ok(SessionOptions::default()
         .with_int8(int8)
         .with_max_len((o.max_len != 0).then_some(o.max_len))
-        .with_eager(o.eager != 0))
+        .with_eager(o.eager != 0)
+        .with_threads(threads))
 }
 
 fn default_options() -> EdgebertOptions {

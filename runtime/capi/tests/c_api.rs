@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use edgebert_capi::*;
-use edgebert_runtime::{Classification, Session};
+use edgebert_runtime::{Classification, Session, SessionOptions};
 
 /// Counts allocations per thread, so tests running in parallel do not see each other's.
 struct Counting;
@@ -133,10 +133,24 @@ fn bad_input_c_program_passes() {
 }
 
 fn open(path: &Path) -> *mut EdgebertHandle {
+    open_with(path, None)
+}
+
+/// Opens `path` with the default options, or those with `threads` threads.
+fn open_with(path: &Path, threads: Option<usize>) -> *mut EdgebertHandle {
     let c = CString::new(path.to_str().expect("utf-8 path")).expect("no NUL");
     let mut h = std::ptr::null_mut();
-    // SAFETY: valid C string and out pointer.
-    let st = unsafe { edgebert_open(c.as_ptr(), std::ptr::null(), &mut h) };
+    let mut options = std::mem::MaybeUninit::<EdgebertOptions>::uninit();
+    // SAFETY: `options` is written whole by edgebert_options_default before it is read.
+    let mut options = unsafe {
+        edgebert_options_default(options.as_mut_ptr());
+        options.assume_init()
+    };
+    if let Some(threads) = threads {
+        options.threads = threads;
+    }
+    // SAFETY: valid C string, options and out pointer.
+    let st = unsafe { edgebert_open(c.as_ptr(), &options, &mut h) };
     assert_eq!(st, EdgebertStatus::EDGEBERT_OK, "open {}", path.display());
     h
 }
@@ -217,9 +231,12 @@ fn c_api_matches_the_session() {
 fn classify_allocates_no_more_than_the_session() {
     const N: usize = 50;
     let text = "i feel happy today and every day";
-    let h = open(&tiny_bert());
+    // One thread on both sides: with a pool, each request queues one job in rayon's injector,
+    // which takes a new block every 63 jobs, at a phase that differs between the two loops.
+    let h = open_with(&tiny_bert(), Some(1));
     let mut probs = [0f32; 3];
-    let mut session = Session::open(tiny_bert()).expect("session");
+    let mut session = Session::open_with(tiny_bert(), SessionOptions::default().with_threads(1))
+        .expect("session");
     let mut out = Classification::default();
     // Warm both: the bucket's plan is built on the first call.
     for _ in 0..3 {

@@ -148,10 +148,41 @@ pub fn attention(
     kernel: AttentionKernel,
     scratch: &mut AttentionScratch,
 ) -> bool {
+    // An overflowing shape is refused by `attention_rows` (`AttentionShape::values`).
+    let rows = shape.batch.saturating_mul(shape.seq);
+    attention_rows(q, k, v, mask, strides, shape, 0..rows, out, kernel, scratch)
+}
+
+/// [`attention`] for the query rows `rows` only (rows of `[batch × seq, heads × head_dim]`):
+/// `out` holds exactly those rows, each computed as [`attention`] computes it when the split
+/// falls on a multiple of 4 rows within a sequence (the query rows of one pass), so that
+/// row blocks on several threads give [`attention`]'s values bit for bit.
+///
+/// Returns `false`, with `out` untouched, as [`attention`] does, and when `rows` is not within
+/// the queries or `out` does not hold `rows.len()` rows.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_rows(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: &[f32],
+    strides: MaskStrides,
+    shape: AttentionShape,
+    rows: core::ops::Range<usize>,
+    out: &mut [f32],
+    kernel: AttentionKernel,
+    scratch: &mut AttentionScratch,
+) -> bool {
     let Some(len) = shape.values() else {
         return false;
     };
-    if [q.len(), k.len(), v.len(), out.len()] != [len; 4] || strides.key > 1 {
+    let width = shape.heads * shape.head_dim;
+    if [q.len(), k.len(), v.len()] != [len; 3]
+        || strides.key > 1
+        || rows.start > rows.end
+        || rows.end > shape.batch * shape.seq
+        || Some(out.len()) != rows.len().checked_mul(width)
+    {
         return false;
     }
     if !kernel.available() {
@@ -179,7 +210,6 @@ pub fn attention(
     }
     let keys = seq.div_ceil(TILE) * TILE;
     let dims = head_dim.div_ceil(TILE) * TILE;
-    let width = heads * head_dim;
     let AttentionScratch {
         keys_t,
         values,
@@ -190,12 +220,19 @@ pub fn attention(
     values.resize(seq * dims, 0.0);
     scores.resize(ROWS * keys, 0.0);
     context.resize(ROWS * dims, 0.0);
+    let first_row = rows.start;
     for b in 0..batch {
-        let rows = b * seq..(b + 1) * seq;
+        // This sequence's queries among `rows`.
+        let seq_start = b * seq;
+        let queries = rows.start.clamp(seq_start, seq_start + seq) - seq_start
+            ..rows.end.clamp(seq_start, seq_start + seq) - seq_start;
+        if queries.is_empty() {
+            continue;
+        }
         let (q, k, v) = (
-            &q[rows.start * width..],
-            &k[rows.start * width..],
-            &v[rows.start * width..],
+            &q[seq_start * width..],
+            &k[seq_start * width..],
+            &v[seq_start * width..],
         );
         for h in 0..heads {
             let col = h * head_dim;
@@ -214,9 +251,9 @@ pub fn attention(
             for j in 0..seq {
                 values[j * dims + head_dim..(j + 1) * dims].fill(0.0);
             }
-            let mut i0 = 0;
-            while i0 < seq {
-                let r = (seq - i0).min(ROWS);
+            let mut i0 = queries.start;
+            while i0 < queries.end {
+                let r = (queries.end - i0).min(ROWS);
                 let q_rows = &q[i0 * width + col..];
                 let rows_mask = |i: usize| {
                     let start = b * strides.batch + h * strides.head + (i0 + i) * strides.query;
@@ -283,8 +320,8 @@ pub fn attention(
                     }
                 }
                 for i in 0..r {
-                    let dst = (i0 + i) * width + col;
-                    out[rows.start * width + dst..rows.start * width + dst + head_dim]
+                    let dst = (seq_start + i0 + i - first_row) * width + col;
+                    out[dst..dst + head_dim]
                         .copy_from_slice(&context[i * dims..i * dims + head_dim]);
                 }
                 i0 += r;
@@ -574,5 +611,85 @@ mod tests {
         ));
         // Equal keys: uniform weights, so the context is the (constant) value.
         assert!(out.iter().all(|&y| (y - 0.5).abs() < 1e-7));
+    }
+
+    /// Query rows in blocks of multiples of 4 (as the runtime's threads split them, across
+    /// sequences too) give [`attention`]'s values bit for bit; a bad range is refused.
+    #[test]
+    fn row_blocks_equal_one_call_bit_for_bit() {
+        for &(batch, seq, heads, head_dim) in &[(1, 128, 12, 32), (1, 17, 3, 24), (2, 16, 2, 8)] {
+            let shape = AttentionShape {
+                batch,
+                seq,
+                heads,
+                head_dim,
+            };
+            let n = shape.values().unwrap_or(0);
+            let width = heads * head_dim;
+            let (q, k, v) = (values(n, 4, 2.0), values(n, 5, 2.0), values(n, 6, 1.0));
+            let (mask, strides) = padding_mask(batch, seq);
+            for kernel in kernels() {
+                let mut scratch = AttentionScratch::default();
+                let mut whole = vec![f32::NAN; n];
+                assert!(attention(
+                    &q,
+                    &k,
+                    &v,
+                    &mask,
+                    strides,
+                    shape,
+                    &mut whole,
+                    kernel,
+                    &mut scratch
+                ));
+                for block in [4, 8, 12, 20] {
+                    let mut split = vec![f32::NAN; n];
+                    for (i, out) in split.chunks_mut(block * width).enumerate() {
+                        let first = i * block;
+                        let rows = first..first + out.len() / width;
+                        assert!(attention_rows(
+                            &q,
+                            &k,
+                            &v,
+                            &mask,
+                            strides,
+                            shape,
+                            rows,
+                            out,
+                            kernel,
+                            &mut scratch
+                        ));
+                    }
+                    assert_eq!(split, whole, "{shape:?} {kernel:?} in blocks of {block}");
+                }
+                let mut out = vec![1.5; width];
+                let past = batch * seq..batch * seq + 1;
+                assert!(!attention_rows(
+                    &q,
+                    &k,
+                    &v,
+                    &mask,
+                    strides,
+                    shape,
+                    past,
+                    &mut out,
+                    kernel,
+                    &mut scratch
+                ));
+                assert!(!attention_rows(
+                    &q,
+                    &k,
+                    &v,
+                    &mask,
+                    strides,
+                    shape,
+                    0..2,
+                    &mut out,
+                    kernel,
+                    &mut scratch
+                ));
+                assert!(out.iter().all(|&y| y == 1.5));
+            }
+        }
     }
 }

@@ -342,76 +342,179 @@ pub fn linear_rows(
     kernel: Kernel,
     scratch: &mut Scratch,
 ) -> bool {
+    match prepare_linear(x, stats_rows, weights, w_scales, bias, kernel, scratch) {
+        Some((prepared, partial)) => prepared.multiply(0..prepared.rows(), y, partial),
+        None => false,
+    }
+}
+
+/// `i32`s of partial sums [`PreparedLinear::multiply`] needs per row it multiplies.
+pub const PARTIAL_PER_ROW: usize = 2 * PANEL;
+
+/// An int8 Linear whose activations are quantized and whose epilogue is ready
+/// ([`prepare_linear`]): its rows can then be multiplied all at once or in any split into row
+/// blocks, on as many threads, with the same values either way (each row's integer sums are
+/// exact and its epilogue is the same).
+#[derive(Clone, Copy)]
+pub struct PreparedLinear<'a> {
+    a: &'a [u8],
+    m: usize,
+    weights: &'a PackedInt8Weights,
+    zero_point: u8,
+    epilogue: Epilogue<'a>,
+    kernel: Kernel,
+}
+
+impl std::fmt::Debug for PreparedLinear<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedLinear")
+            .field("m", &self.m)
+            .field("k", &self.weights.k)
+            .field("n", &self.weights.n)
+            .field("kernel", &self.kernel)
+            .finish()
+    }
+}
+
+/// Quantizes the activations `x` (`[m, k]`, statistics over the rows flagged in `stats_rows`
+/// as in [`linear_rows`]) and prepares the rescale: the returned [`PreparedLinear`] multiplies
+/// them, and the returned buffer holds the partial sums of all `m` rows
+/// (`m × PARTIAL_PER_ROW`, to be split with the rows). `None` when [`linear_rows`] would
+/// return `false`.
+#[allow(clippy::too_many_arguments)]
+pub fn prepare_linear<'s>(
+    x: &[f32],
+    stats_rows: Option<&[bool]>,
+    weights: &'s PackedInt8Weights,
+    w_scales: &[f32],
+    bias: &[f32],
+    kernel: Kernel,
+    scratch: &'s mut Scratch,
+) -> Option<(PreparedLinear<'s>, &'s mut [i32])> {
     let (k, n) = (weights.k, weights.n);
     if k == 0 || n == 0 || !x.len().is_multiple_of(k) {
-        return false;
+        return None;
     }
     let m = x.len() / k;
-    if y.len() != m * n
-        || (w_scales.len() != 1 && w_scales.len() != n)
+    if (w_scales.len() != 1 && w_scales.len() != n)
         || (!bias.is_empty() && bias.len() != n)
         || stats_rows.is_some_and(|r| r.len() != m)
     {
-        return false;
+        return None;
     }
     if !kernel.runs(weights) {
-        return false;
+        return None;
     }
     let stats_rows = stats_rows.filter(|r| r.iter().any(|&f| f));
     let stride = weights.stride();
-    scratch.quantized.resize(m * stride, 0);
-    let (x_scale, zero_point) =
-        quantize_for(kernel, x, k, stats_rows, stride, &mut scratch.quantized);
+    let Scratch {
+        quantized,
+        scales,
+        bias: padded_bias,
+        partial,
+    } = scratch;
+    quantized.resize(m * stride, 0);
+    let (x_scale, zero_point) = quantize_for(kernel, x, k, stats_rows, stride, quantized);
     // Column scales as the graph computes them: `x_scale × w_scale`, padded to whole panels.
     let padded = n.div_ceil(PANEL) * PANEL;
-    scratch.scales.clear();
-    scratch.scales.extend(
+    scales.clear();
+    scales.extend(
         (0..padded).map(|c| x_scale * w_scales[if w_scales.len() == 1 { 0 } else { c.min(n - 1) }]),
     );
-    scratch.bias.clear();
+    padded_bias.clear();
     if !bias.is_empty() {
-        scratch.bias.extend_from_slice(bias);
-        scratch.bias.resize(padded, 0.0);
+        padded_bias.extend_from_slice(bias);
+        padded_bias.resize(padded, 0.0);
     }
-    let epilogue = Epilogue {
-        scales: &scratch.scales,
-        bias: (!bias.is_empty()).then_some(&scratch.bias[..]),
+    if partial.len() < m * PARTIAL_PER_ROW {
+        partial.resize(m * PARTIAL_PER_ROW, 0);
+    }
+    let prepared = PreparedLinear {
+        a: quantized,
+        m,
+        weights,
+        zero_point,
+        epilogue: Epilogue {
+            scales,
+            bias: (!bias.is_empty()).then_some(&padded_bias[..]),
+        },
+        kernel,
     };
-    let a = &scratch.quantized[..];
-    let partial = &mut scratch.partial;
-    if kernel != Kernel::Portable {
-        partial.resize(m * 2 * PANEL, 0);
+    Some((prepared, &mut partial[..m * PARTIAL_PER_ROW]))
+}
+
+impl PreparedLinear<'_> {
+    /// Rows of activations (`m`).
+    pub fn rows(&self) -> usize {
+        self.m
     }
-    match kernel {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX-512 VNNI is available and the packing is 4 deep (`runs`, checked above);
-        // the sizes are consistent.
-        Kernel::Avx512Vnni => unsafe {
-            crate::x86_64::avx512::gemm(a, m, weights, zero_point, epilogue, y, partial)
-        },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX2 is available, the codes 7-bit and the packing 4 deep (checked above).
-        Kernel::Avx2 => unsafe {
-            crate::x86_64::avx2::gemm(a, m, weights, zero_point, epilogue, y, partial)
-        },
-        #[cfg(target_arch = "aarch64")]
-        // SAFETY: i8mm is available and the packing 8 deep (checked above).
-        Kernel::I8mm => unsafe {
-            crate::aarch64::i8mm::gemm(a, m, weights, zero_point, epilogue, y)
-        },
-        #[cfg(target_arch = "aarch64")]
-        // SAFETY: dotprod is available and the packing 4 deep (checked above).
-        Kernel::Dotprod => unsafe {
-            crate::aarch64::dotprod::gemm(a, m, weights, zero_point, epilogue, y, partial)
-        },
-        #[cfg(target_arch = "aarch64")]
-        // SAFETY: NEON is available and the packing 4 deep (checked above).
-        Kernel::Neon => unsafe {
-            crate::aarch64::neon::gemm(a, m, weights, zero_point, epilogue, y, partial)
-        },
-        _ => portable::gemm(a, m, weights, zero_point, epilogue, y),
+
+    /// Output columns (`n`).
+    pub fn columns(&self) -> usize {
+        self.weights.n
     }
-    true
+
+    /// The packed weights it multiplies by.
+    pub fn weights(&self) -> &PackedInt8Weights {
+        self.weights
+    }
+
+    /// Rows `rows` of the output into `y`, which holds exactly those rows
+    /// (`rows.len() × n` values, every one written), with `partial` (at least
+    /// `rows.len() × PARTIAL_PER_ROW`) for the partial sums. Returns `false`, with `y`
+    /// untouched, when `rows` is not within `0..m` or a buffer has the wrong size.
+    pub fn multiply(
+        &self,
+        rows: std::ops::Range<usize>,
+        y: &mut [f32],
+        partial: &mut [i32],
+    ) -> bool {
+        let n = self.weights.n;
+        if rows.start > rows.end
+            || rows.end > self.m
+            || y.len() != rows.len() * n
+            || partial.len() < rows.len() * PARTIAL_PER_ROW
+        {
+            return false;
+        }
+        let m = rows.len();
+        if m == 0 {
+            return true;
+        }
+        let stride = self.weights.stride();
+        let a = &self.a[rows.start * stride..rows.end * stride];
+        let (weights, zero_point, epilogue) = (self.weights, self.zero_point, self.epilogue);
+        match self.kernel {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX-512 VNNI is available and the packing is 4 deep (`runs`, checked by
+            // `prepare_linear`); the sizes are consistent (checked above).
+            Kernel::Avx512Vnni => unsafe {
+                crate::x86_64::avx512::gemm(a, m, weights, zero_point, epilogue, y, partial)
+            },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX2 is available, the codes 7-bit and the packing 4 deep (as above).
+            Kernel::Avx2 => unsafe {
+                crate::x86_64::avx2::gemm(a, m, weights, zero_point, epilogue, y, partial)
+            },
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: i8mm is available and the packing 8 deep (as above).
+            Kernel::I8mm => unsafe {
+                crate::aarch64::i8mm::gemm(a, m, weights, zero_point, epilogue, y)
+            },
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: dotprod is available and the packing 4 deep (as above).
+            Kernel::Dotprod => unsafe {
+                crate::aarch64::dotprod::gemm(a, m, weights, zero_point, epilogue, y, partial)
+            },
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: NEON is available and the packing 4 deep (as above).
+            Kernel::Neon => unsafe {
+                crate::aarch64::neon::gemm(a, m, weights, zero_point, epilogue, y, partial)
+            },
+            _ => portable::gemm(a, m, weights, zero_point, epilogue, y),
+        }
+        true
+    }
 }
 
 /// The activations' scale and zero point and their codes in `out` (rows padded to `stride`
@@ -1059,6 +1162,54 @@ mod tests {
                     assert_eq!(g_sz, w_sz, "{kernel:?} {m}×{k} {stats:?}");
                     assert_eq!(got, want, "{kernel:?} {m}×{k} {stats:?}");
                 }
+            }
+        }
+    }
+
+    /// Rows multiplied in blocks (as the runtime's threads split them, uneven and one row
+    /// long included) give the values of one call over every row, for every kernel this CPU
+    /// runs; bad row ranges and buffer sizes are refused with `y` untouched.
+    #[test]
+    fn row_blocks_equal_one_call_bit_for_bit() {
+        for (m, k, n) in [(1, 7, 5), (7, 33, 40), (13, 96, 17), (37, 128, 64)] {
+            let (x, codes, scales) = case(m, k, n, 63, (m * 7 + k * 3 + n) as u64);
+            for kernel in kernels() {
+                let w = PackedInt8Weights::pack_for(&codes, k, n, kernel).expect("sizes");
+                let mut whole = vec![f32::NAN; m * n];
+                let mut scratch = Scratch::default();
+                assert!(linear(
+                    &x,
+                    &w,
+                    &scales,
+                    &[],
+                    &mut whole,
+                    kernel,
+                    &mut scratch
+                ));
+                for blocks in [2, 3, 7] {
+                    let (prepared, partial) =
+                        prepare_linear(&x, None, &w, &scales, &[], kernel, &mut scratch)
+                            .expect("prepared");
+                    let rows = m.div_ceil(blocks);
+                    let mut split = vec![f32::NAN; m * n];
+                    for ((b, y), p) in split
+                        .chunks_mut(rows * n)
+                        .enumerate()
+                        .zip(partial.chunks_mut(rows * PARTIAL_PER_ROW))
+                    {
+                        let r0 = b * rows;
+                        assert!(prepared.multiply(r0..r0 + y.len() / n, y, p));
+                    }
+                    assert_eq!(split, whole, "{kernel:?} {m}×{k}×{n} in {blocks} blocks");
+                }
+                let (prepared, partial) =
+                    prepare_linear(&x, None, &w, &scales, &[], kernel, &mut scratch)
+                        .expect("prepared");
+                let mut y = vec![1.5; n];
+                assert!(!prepared.multiply(m..m + 1, &mut y, partial));
+                assert!(!prepared.multiply(0..1, &mut y[..n - 1], partial));
+                assert!(!prepared.multiply(0..1, &mut y, &mut []));
+                assert!(y.iter().all(|&v| v == 1.5));
             }
         }
     }

@@ -1,9 +1,10 @@
 //! `edgebert bench`: classify latency at one sequence length, with heap allocations per call
-//! counted by the binary's global allocator (ours and tract's together, plus the tokenizer alone).
+//! counted by the binary's global allocator (ours and tract's together, plus the tokenizer
+//! alone); or throughput over a text file.
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use edgebert_runtime::tokenizer::SeqEncoding;
 use edgebert_runtime::{synthetic_text, Classification, Int8Mode, Session, SessionOptions};
@@ -19,20 +20,34 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// Runs the benchmark and prints one result.
-pub fn run(
-    path: &Path,
-    seq_len: usize,
-    iters: usize,
-    warmup: usize,
-    format: Format,
-    int8: Int8Mode,
-) -> Result<()> {
+/// What the latency benchmark runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Latency {
+    /// Tokens per input.
+    pub seq_len: usize,
+    /// Timed calls.
+    pub iters: usize,
+    /// Untimed calls first.
+    pub warmup: usize,
+    /// Session threads.
+    pub threads: usize,
+}
+
+/// Runs the latency benchmark and prints one result.
+pub fn run(path: &Path, latency: Latency, format: Format, int8: Int8Mode) -> Result<()> {
+    let Latency {
+        seq_len,
+        iters,
+        warmup,
+        threads,
+    } = latency;
     if iters == 0 {
         bail!("--iters must be at least 1");
     }
     let t0 = Instant::now();
-    let options = SessionOptions::default().with_int8(int8);
+    let options = SessionOptions::default()
+        .with_int8(int8)
+        .with_threads(threads);
     let mut session = Session::open_with(path, options)?;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
     if seq_len < 2 || seq_len > session.max_len() {
@@ -80,12 +95,14 @@ pub fn run(
         "load_ms": load_ms,
         "plan_ms": plan_ms,
         "int8_path": session.int8_path().describe(),
+        "threads": session.threads(),
     });
     match format {
         Format::Json => println!("{v}"),
         Format::Text => {
             println!(
-                "seq_len {seq_len} (bucket {bucket}), {iters} iters: p50 {:.3} ms  p95 {:.3} ms  p99 {:.3} ms  mean {:.3} ms  min {:.3} ms",
+                "seq_len {seq_len} (bucket {bucket}), {iters} iters, {} threads: p50 {:.3} ms  p95 {:.3} ms  p99 {:.3} ms  mean {:.3} ms  min {:.3} ms",
+                session.threads(),
                 percentile(&times, 0.5),
                 percentile(&times, 0.95),
                 percentile(&times, 0.99),
@@ -94,6 +111,75 @@ pub fn run(
             );
             println!("allocs/call {allocs:.1} (tokenizer alone {tok_allocs:.1}); load {load_ms:.1} ms, plan build {plan_ms:.1} ms");
         }
+    }
+    Ok(())
+}
+
+/// Reads `file` as one text per line (UTF-8; the error names the line).
+fn read_lines(file: &Path) -> Result<Vec<String>> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| {
+        let line = bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
+        anyhow::anyhow!("{}: line {line} is not valid UTF-8", file.display())
+    })?;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| l.strip_suffix('\r').unwrap_or(l).to_owned())
+        .collect();
+    if lines.is_empty() {
+        bail!("{}: no lines to classify", file.display());
+    }
+    Ok(lines)
+}
+
+/// Classifies every line of `file` once untimed (every plan built) and once timed, shared
+/// between `threads` threads, and prints sequences per second.
+pub fn throughput(
+    path: &Path,
+    file: &Path,
+    threads: usize,
+    format: Format,
+    int8: Int8Mode,
+) -> Result<()> {
+    let texts = read_lines(file)?;
+    let options = SessionOptions::default()
+        .with_int8(int8)
+        .with_threads(threads);
+    let mut session = Session::open_with(path, options)?;
+    let check = |results: Vec<edgebert_runtime::Result<Classification>>| -> Result<usize> {
+        let mut tokens = 0;
+        for (i, r) in results.into_iter().enumerate() {
+            tokens += r
+                .with_context(|| format!("{} line {}", file.display(), i + 1))?
+                .tokens;
+        }
+        Ok(tokens)
+    };
+    check(session.classify_many(&texts))?;
+    let t = Instant::now();
+    let tokens = check(session.classify_many(&texts))?;
+    let seconds = t.elapsed().as_secs_f64();
+    let v = serde_json::json!({
+        "file": file.display().to_string(),
+        "sequences": texts.len(),
+        "tokens": tokens,
+        "seconds": seconds,
+        "sequences_per_s": texts.len() as f64 / seconds,
+        "threads": session.threads(),
+        "int8_path": session.int8_path().describe(),
+    });
+    match format {
+        Format::Json => println!("{v}"),
+        Format::Text => println!(
+            "{} sequences ({tokens} tokens) in {seconds:.3} s on {} threads: {:.1} sequences/s",
+            texts.len(),
+            session.threads(),
+            texts.len() as f64 / seconds
+        ),
     }
     Ok(())
 }

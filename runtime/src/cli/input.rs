@@ -1,6 +1,9 @@
 //! Inputs for `tokenize` / `classify`: TEXT arguments, or stdin one line per input with
-//! strict UTF-8 (error names the line) or `--lossy` replacement.
+//! strict UTF-8 (error names the line) or `--lossy` replacement; one at a time, or in blocks
+//! of what is already there (a file piped in fills whole blocks, a line typed at a prompt is a
+//! block of its own).
 use std::io::BufRead;
+use std::sync::mpsc;
 
 use anyhow::{bail, Result};
 
@@ -76,4 +79,69 @@ pub fn for_each_input(
             ),
         }
     }
+}
+
+/// Calls `f` on blocks of at most `block` inputs, in order (every input in exactly one block);
+/// stops at the first error, after the inputs before it. Stdin is read on a thread of its own:
+/// a block is the lines already read, at least one, so an interactive line is answered at once.
+pub fn for_each_block(
+    texts: &[String],
+    lossy: bool,
+    block: usize,
+    mut f: impl FnMut(&[(InputRef, String)]) -> Result<()>,
+) -> Result<()> {
+    let block = block.max(1);
+    if !texts.is_empty() {
+        let inputs: Vec<(InputRef, String)> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let at = InputRef {
+                    number: i + 1,
+                    from_stdin: false,
+                };
+                (at, t.clone())
+            })
+            .collect();
+        return inputs.chunks(block).try_for_each(&mut f);
+    }
+    if block == 1 {
+        return for_each_input(texts, lossy, |at, text| f(&[(at, text.to_owned())]));
+    }
+    let (send, receive) = mpsc::sync_channel::<Result<(InputRef, String)>>(2 * block);
+    std::thread::spawn(move || {
+        let read = for_each_input(&[], lossy, |at, text| {
+            send.send(Ok((at, text.to_owned())))
+                .map_err(|_| anyhow::anyhow!("stdin reader stopped"))
+        });
+        if let Err(e) = read {
+            let _ = send.send(Err(e));
+        }
+    });
+    let mut inputs = Vec::with_capacity(block);
+    // The first input of a block waits; the rest are what is already there.
+    while let Ok(first) = receive.recv() {
+        let mut failure = None;
+        let mut item = Some(first);
+        while let Some(next) = item.take() {
+            match next {
+                Ok(input) => inputs.push(input),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+            if inputs.len() < block {
+                item = receive.try_recv().ok();
+            }
+        }
+        if !inputs.is_empty() {
+            f(&inputs)?;
+            inputs.clear();
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+    }
+    Ok(())
 }

@@ -23,6 +23,8 @@ pub fn run(path: &Path, format: Format) -> Result<()> {
     // What a session would do with this model on this CPU (see `classify --int8`).
     let int8_path = int8_path_on_this_cpu(&b.model);
     let attention_blocks = fused_attention_blocks(&b.model);
+    // The threads a session would run on (EDGEBERT_THREADS, else one per physical core).
+    let threads = super::resolve_threads(std::env::var("EDGEBERT_THREADS").ok().as_deref())?;
     let v = serde_json::json!({
         "path": path.display().to_string(),
         "kind": kind,
@@ -37,6 +39,7 @@ pub fn run(path: &Path, format: Format) -> Result<()> {
         "quantization": h.quantization,
         "int8_path": int8_path,
         "fused_attention_blocks": attention_blocks,
+        "threads": threads,
         "model_format": h.model_format,
         "tokenizer": h.tokenizer,
         "metadata": h.metadata,
@@ -64,6 +67,7 @@ pub fn run(path: &Path, format: Format) -> Result<()> {
             println!("quantization: {}", h.quantization);
             println!("int8 path:    {int8_path}");
             println!("attention:    {attention_blocks} blocks fused into one op each");
+            println!("threads:      {threads}");
             println!(
                 "onnx:         {} bytes, {} nodes, {} parameters",
                 b.model.len(),

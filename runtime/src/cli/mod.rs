@@ -59,7 +59,8 @@ enum Command {
     /// Classify each input; JSON lines with label, label_id, score, probs, logits, tokens, truncated.
     #[command(after_help = INPUT_HELP)]
     Classify(ClassifyArgs),
-    /// Measure classify latency at one sequence length (p50/p95/p99/mean/min, allocations per call).
+    /// Measure classify latency at one sequence length (p50/p95/p99/mean/min, allocations per
+    /// call), or throughput over a text file (--throughput).
     Bench(BenchArgs),
     /// Describe a model: labels, max_len, sizes, op histogram, checksum.
     Inspect(InspectArgs),
@@ -114,6 +115,10 @@ struct ClassifyArgs {
     /// `native`/`kernel`/`dequantize` force one.
     #[arg(long, value_enum, default_value_t = Int8Arg::Auto)]
     int8: Int8Arg,
+    /// Threads (default: one per physical core; also EDGEBERT_THREADS): one text is spread
+    /// over them, and many inputs are shared between them. Results are identical at any count.
+    #[arg(long, value_name = "N", env = "EDGEBERT_THREADS")]
+    threads: Option<String>,
     /// Texts to classify; none: read one text per stdin line.
     #[arg(value_name = "TEXT")]
     texts: Vec<String>,
@@ -124,9 +129,10 @@ struct BenchArgs {
     /// Model bundle or export directory.
     #[arg(long, value_name = "PATH")]
     model: PathBuf,
-    /// Tokens per input including `[CLS]` and `[SEP]` (2..=max_len); the text is built to hit it exactly.
-    #[arg(long, value_name = "S")]
-    seq_len: usize,
+    /// Tokens per input including `[CLS]` and `[SEP]` (2..=max_len); the text is built to hit it
+    /// exactly. Required unless --throughput is given.
+    #[arg(long, value_name = "S", required_unless_present = "throughput")]
+    seq_len: Option<usize>,
     /// Timed classify calls.
     #[arg(long, value_name = "N", default_value_t = 100)]
     iters: usize,
@@ -140,6 +146,14 @@ struct BenchArgs {
     /// kernel (edgebert's own int8 kernel); see classify.
     #[arg(long, value_enum, default_value_t = Int8Arg::Auto)]
     int8: Int8Arg,
+    /// Threads (default: one per physical core; also EDGEBERT_THREADS): one text is spread
+    /// over them, and many inputs are shared between them. Results are identical at any count.
+    #[arg(long, value_name = "N", env = "EDGEBERT_THREADS")]
+    threads: Option<String>,
+    /// Measure throughput instead: classify every line of FILE (one text per line, UTF-8),
+    /// shared between the threads, and report sequences per second (--seq-len is not used).
+    #[arg(long, value_name = "FILE", conflicts_with = "seq_len")]
+    throughput: Option<PathBuf>,
 }
 
 /// `--int8` values.
@@ -211,14 +225,26 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Tokenize(a) => tokenize(a),
         Command::Classify(a) => classify(a),
-        Command::Bench(a) => bench::run(
-            &a.model,
-            a.seq_len,
-            a.iters,
-            a.warmup,
-            a.format,
-            a.int8.into(),
-        ),
+        Command::Bench(a) => {
+            let threads = resolve_threads(a.threads.as_deref())?;
+            match (&a.throughput, a.seq_len) {
+                (Some(file), _) => {
+                    bench::throughput(&a.model, file, threads, a.format, a.int8.into())
+                }
+                (None, Some(seq_len)) => bench::run(
+                    &a.model,
+                    bench::Latency {
+                        seq_len,
+                        iters: a.iters,
+                        warmup: a.warmup,
+                        threads,
+                    },
+                    a.format,
+                    a.int8.into(),
+                ),
+                (None, None) => anyhow::bail!("--seq-len or --throughput is required"),
+            }
+        }
         Command::Inspect(a) => inspect::run(&a.model, a.format),
     }
 }
@@ -266,11 +292,26 @@ fn push_i64s(s: &mut String, v: &[i64]) {
     s.push(']');
 }
 
+/// The `--threads` value (or EDGEBERT_THREADS), checked; the default when absent.
+fn resolve_threads(arg: Option<&str>) -> Result<usize> {
+    match arg {
+        None => Ok(edgebert_runtime::threads::default_threads()),
+        Some(text) => edgebert_runtime::threads::parse_threads(text)
+            .context("--threads (or EDGEBERT_THREADS)"),
+    }
+}
+
+/// Inputs classified together when there are several threads: enough per thread to keep
+/// them busy, few enough that results stream out.
+const BLOCK_PER_THREAD: usize = 32;
+
 fn classify(a: ClassifyArgs) -> Result<()> {
+    let threads = resolve_threads(a.threads.as_deref())?;
     let options = SessionOptions::default()
         .with_eager(a.eager)
         .with_max_len(a.max_len)
-        .with_int8(a.int8.into());
+        .with_int8(a.int8.into())
+        .with_threads(threads);
     if a.max_len.is_some_and(|m| m < 2) {
         anyhow::bail!("--max-len must be at least 2 ([CLS] and [SEP])");
     }
@@ -278,37 +319,56 @@ fn classify(a: ClassifyArgs) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut c = Classification::default();
-    input::for_each_input(&a.texts, a.lossy, |n, text| {
-        session
-            .classify_into(text, &mut c)
-            .with_context(|| n.describe())?;
-        match a.format {
-            Format::Json => {
-                let v = serde_json::json!({
-                    "label": c.label,
-                    "label_id": c.label_id,
-                    "score": c.score,
-                    "probs": c.probs,
-                    "logits": c.logits,
-                    "tokens": c.tokens,
-                    "truncated": c.truncated,
-                });
-                writeln!(out, "{v}")?;
-            }
-            Format::Text => {
-                let trunc = if c.truncated { ", truncated" } else { "" };
-                writeln!(
-                    out,
-                    "{}\t{:.4}\t({} tokens{trunc})",
-                    c.label, c.score, c.tokens
-                )?;
+    let block = if threads > 1 {
+        threads * BLOCK_PER_THREAD
+    } else {
+        1
+    };
+    input::for_each_block(&a.texts, a.lossy, block, |inputs| {
+        if let [(n, text)] = inputs {
+            session
+                .classify_into(text, &mut c)
+                .with_context(|| n.describe())?;
+            write_classification(&mut out, a.format, &c)?;
+        } else {
+            let texts: Vec<&str> = inputs.iter().map(|(_, t)| t.as_str()).collect();
+            for ((n, _), result) in inputs.iter().zip(session.classify_many(&texts)) {
+                let c = result.with_context(|| n.describe())?;
+                write_classification(&mut out, a.format, &c)?;
             }
         }
-        if n.from_stdin {
+        if inputs.first().is_some_and(|(n, _)| n.from_stdin) {
             out.flush()?;
         }
         Ok(())
     })?;
     out.flush()?;
+    Ok(())
+}
+
+/// One result as `--format` asks.
+fn write_classification(out: &mut impl Write, format: Format, c: &Classification) -> Result<()> {
+    match format {
+        Format::Json => {
+            let v = serde_json::json!({
+                "label": c.label,
+                "label_id": c.label_id,
+                "score": c.score,
+                "probs": c.probs,
+                "logits": c.logits,
+                "tokens": c.tokens,
+                "truncated": c.truncated,
+            });
+            writeln!(out, "{v}")?;
+        }
+        Format::Text => {
+            let trunc = if c.truncated { ", truncated" } else { "" };
+            writeln!(
+                out,
+                "{}\t{:.4}\t({} tokens{trunc})",
+                c.label, c.score, c.tokens
+            )?;
+        }
+    }
     Ok(())
 }

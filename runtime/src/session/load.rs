@@ -155,6 +155,7 @@ impl Session {
         options: SessionOptions,
     ) -> Result<Session> {
         let tokenizer = header.tokenizer()?;
+        let pool = crate::threads::pool(options.threads)?;
         if options.fuse_layer_norm {
             rewrite::layer_norm::fuse_layer_norms(&mut proto);
         }
@@ -275,6 +276,7 @@ impl Session {
             int8_path,
             reload,
             output: (output_node, output.slot),
+            pool,
         };
         if options.eager {
             if session.buckets.len() > 1 {

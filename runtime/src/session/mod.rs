@@ -16,6 +16,7 @@
 mod guard;
 mod int8_mode;
 mod load;
+mod many;
 pub(crate) mod ops;
 pub(crate) mod passes;
 mod plan;
@@ -75,6 +76,10 @@ pub struct SessionOptions {
     /// Sessions opened from a file map the word-embedding matrix and read only the rows a text
     /// uses (the default), instead of loading it like any weight.
     pub map_embedding: bool,
+    /// Threads one text is spread over, and texts of [`Session::classify_many`] shared
+    /// between (`1..=256`; default: one per physical core, as ONNX Runtime's default). Results
+    /// are bit-identical at every count; `1` runs everything on the caller's thread.
+    pub threads: usize,
 }
 
 impl Default for SessionOptions {
@@ -88,6 +93,7 @@ impl Default for SessionOptions {
             fuse_layer_norm: true,
             fuse_attention: AttentionKernel::best() != AttentionKernel::Portable,
             map_embedding: true,
+            threads: crate::threads::default_threads(),
         }
     }
 }
@@ -142,6 +148,12 @@ impl SessionOptions {
         self.map_embedding = map;
         self
     }
+
+    /// Runs on `threads` threads (checked when the session opens: `1..=256`).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
 }
 
 /// The result of classifying one text.
@@ -173,8 +185,9 @@ pub struct Classification {
 /// # }
 /// ```
 ///
-/// A session is `Send` but used through `&mut self`: one text at a time per session. Open one
-/// session per thread to classify in parallel (they share nothing but the model file).
+/// A session is `Send` but used through `&mut self`: one text at a time per session, spread
+/// over [`SessionOptions::threads`] threads; [`Session::classify_many`] also shares many texts
+/// between them (one copy of the weights).
 #[derive(Debug)]
 pub struct Session {
     header: BundleHeader,
@@ -192,6 +205,8 @@ pub struct Session {
     reload: Option<Reload>,
     /// The logits outlet: node name and slot in the parsed graph.
     output: (String, usize),
+    /// The worker pool (`None`: one thread).
+    pool: Option<std::sync::Arc<rayon::ThreadPool>>,
 }
 
 impl Session {
@@ -206,11 +221,13 @@ impl Session {
     /// the ONNX graph and reads each weight from the file when tract needs it,
     /// and hands its parsed graph to the first plan instead of keeping a copy.
     pub fn open_with(path: impl AsRef<Path>, options: SessionOptions) -> Result<Session> {
+        crate::threads::check_threads(options.threads)?;
         Session::load_file(path.as_ref(), options)
     }
 
     /// Builds a session from an in-memory bundle (the ONNX bytes are dropped once parsed).
     pub fn from_bundle(bundle: Bundle, options: SessionOptions) -> Result<Session> {
+        crate::threads::check_threads(options.threads)?;
         Session::load_bundle(bundle, options)
     }
 
@@ -251,6 +268,11 @@ impl Session {
             .is_some_and(|r| r.weights.mapped_embedding_rows().is_some())
     }
 
+    /// Threads this session runs on.
+    pub fn threads(&self) -> usize {
+        self.pool.as_ref().map_or(1, |p| p.current_num_threads())
+    }
+
     /// Maximum tokens per input (longer texts are truncated).
     pub fn max_len(&self) -> usize {
         self.max_len
@@ -289,7 +311,8 @@ impl Session {
         Ok(out)
     }
 
-    /// Classifies each text in order (batch of one per run; each text uses its own bucket).
+    /// Classifies each text in order, one after another (each text uses its own bucket, and is
+    /// spread over the session's threads); [`Session::classify_many`] shares texts between them.
     pub fn classify_batch<S: AsRef<str>>(&mut self, texts: &[S]) -> Result<Vec<Classification>> {
         texts.iter().map(|t| self.classify(t.as_ref())).collect()
     }
@@ -304,28 +327,38 @@ impl Session {
         let b = self.bucket_index(n);
         self.prepare_bucket(b)?;
         self.run_bucket(b, n, &mut out.logits)?;
-        softmax_into(&out.logits, &mut out.probs);
-        let (label_id, score) =
-            out.probs
-                .iter()
-                .copied()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |best, (i, p)| {
-                    if p > best.1 {
-                        (i, p)
-                    } else {
-                        best
-                    }
-                });
-        out.label_id = label_id;
-        out.score = score;
-        out.label.clear();
-        out.label
-            .push_str(self.header.labels.get(label_id).map_or("", String::as_str));
-        out.tokens = n;
-        out.truncated = truncated;
+        finish_classification(&self.header.labels, n, truncated, out);
         Ok(())
     }
+}
+
+/// Fills `out` from its logits: probabilities, the most probable label, the token count.
+fn finish_classification(
+    labels: &[String],
+    tokens: usize,
+    truncated: bool,
+    out: &mut Classification,
+) {
+    softmax_into(&out.logits, &mut out.probs);
+    let (label_id, score) =
+        out.probs
+            .iter()
+            .copied()
+            .enumerate()
+            .fold((0, f32::NEG_INFINITY), |best, (i, p)| {
+                if p > best.1 {
+                    (i, p)
+                } else {
+                    best
+                }
+            });
+    out.label_id = label_id;
+    out.score = score;
+    out.label.clear();
+    out.label
+        .push_str(labels.get(label_id).map_or("", String::as_str));
+    out.tokens = tokens;
+    out.truncated = truncated;
 }
 
 /// Numerically stable softmax of `logits` into `probs` (resized to match).

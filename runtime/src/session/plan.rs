@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::{bail, ensure};
+use tract_onnx::tract_core::tract_linalg::multithread::{multithread_tract_scope, Executor};
 
 use super::guard::guarded;
 use super::int8_mode::Int8Path;
@@ -19,6 +20,7 @@ use super::passes::{self, ModelPass, PassStage, DEFAULT_PASSES};
 use super::weights::{self, dequantize};
 use super::Session;
 use crate::error::{Error, Result};
+use crate::tokenizer::SeqEncoding;
 
 /// Smallest sequence bucket.
 pub(super) const MIN_BUCKET: usize = 8;
@@ -94,10 +96,7 @@ pub(super) fn bucket_lengths(max_len: usize) -> Vec<usize> {
 
 impl Session {
     pub(super) fn bucket_index(&self, tokens: usize) -> usize {
-        self.buckets
-            .iter()
-            .position(|b| b.seq_len >= tokens)
-            .unwrap_or(self.buckets.len().saturating_sub(1))
+        bucket_for(self.buckets.iter().map(|b| b.seq_len), tokens)
     }
 
     pub(super) fn prepare_bucket(&mut self, b: usize) -> Result<()> {
@@ -245,49 +244,100 @@ impl Session {
             buckets,
             enc,
             input_kinds,
+            pool,
             ..
         } = self;
         let bucket = &mut buckets[b];
         let s = bucket.seq_len;
-        let ids = &enc.input_ids[..n.min(s)];
-        let mask = &enc.attention_mask[..n.min(s)];
-        let mut values: TVec<TValue> = tvec!();
-        for (arc, kind) in bucket.inputs.iter_mut().zip(input_kinds.iter()) {
-            if Arc::get_mut(arc).is_none() {
-                *arc =
-                    Arc::new(Tensor::zero::<i64>(&[1, s]).map_err(|e| Error::model("input", e))?);
-            }
-            if let Some(t) = Arc::get_mut(arc) {
-                let mut view = t
-                    .try_as_plain_ram_mut()
-                    .map_err(|e| Error::model("input", e))?;
-                let dst = view
-                    .as_slice_mut::<i64>()
-                    .map_err(|e| Error::model("input", e))?;
-                let src: &[i64] = match kind {
-                    InputKind::Ids => ids,
-                    InputKind::Mask => mask,
-                    InputKind::TypeIds => &[],
-                };
-                let k = src.len().min(dst.len());
-                dst[..k].copy_from_slice(&src[..k]);
-                dst[k..].fill(0);
-            }
-            values.push(TValue::from_const(arc.clone()));
-        }
+        let values = bucket_values(&mut bucket.inputs, input_kinds, s, enc, n)?;
         let Some(state) = bucket.state.as_mut() else {
             return Err(Error::InvalidArgument(format!("bucket {s} not built")));
         };
-        let outputs = guarded("running the model", || state.run(values))?;
-        let logits = outputs
-            .first()
-            .ok_or_else(|| Error::Interface("model produced no output".into()))?
-            .try_as_plain_ram()
-            .and_then(|v| v.as_slice::<f32>())
-            .map_err(|e| Error::model("reading logits", e))?;
-        out.clear();
-        out.extend_from_slice(logits);
-        Ok(())
+        let outputs = guarded("running the model", || run_on(pool.as_ref(), state, values))?;
+        read_logits(&outputs, out)
+    }
+}
+
+/// The index of the bucket that holds `tokens` tokens among buckets of `seq_lens` (the last
+/// when none is long enough: the text was truncated to it).
+pub(super) fn bucket_for(seq_lens: impl ExactSizeIterator<Item = usize>, tokens: usize) -> usize {
+    let count = seq_lens.len();
+    let mut seq_lens = seq_lens;
+    seq_lens
+        .position(|s| s >= tokens)
+        .unwrap_or(count.saturating_sub(1))
+}
+
+/// The first `n` tokens of `enc` written into a bucket's reusable `[1, s]` input tensors (a
+/// tensor still shared with a previous run is replaced), as the plan's input values.
+pub(super) fn bucket_values(
+    inputs: &mut Vec<Arc<Tensor>>,
+    kinds: &[InputKind],
+    s: usize,
+    enc: &SeqEncoding,
+    n: usize,
+) -> Result<TVec<TValue>> {
+    let ids = &enc.input_ids[..n.min(s)];
+    let mask = &enc.attention_mask[..n.min(s)];
+    if inputs.len() != kinds.len() {
+        inputs.clear();
+        for _ in kinds {
+            inputs.push(Arc::new(
+                Tensor::zero::<i64>(&[1, s]).map_err(|e| Error::model("input", e))?,
+            ));
+        }
+    }
+    let mut values: TVec<TValue> = tvec!();
+    for (arc, kind) in inputs.iter_mut().zip(kinds.iter()) {
+        if Arc::get_mut(arc).is_none() {
+            *arc = Arc::new(Tensor::zero::<i64>(&[1, s]).map_err(|e| Error::model("input", e))?);
+        }
+        if let Some(t) = Arc::get_mut(arc) {
+            let mut view = t
+                .try_as_plain_ram_mut()
+                .map_err(|e| Error::model("input", e))?;
+            let dst = view
+                .as_slice_mut::<i64>()
+                .map_err(|e| Error::model("input", e))?;
+            let src: &[i64] = match kind {
+                InputKind::Ids => ids,
+                InputKind::Mask => mask,
+                InputKind::TypeIds => &[],
+            };
+            let k = src.len().min(dst.len());
+            dst[..k].copy_from_slice(&src[..k]);
+            dst[k..].fill(0);
+        }
+        values.push(TValue::from_const(arc.clone()));
+    }
+    Ok(values)
+}
+
+/// The logits (the plan's first output) copied into `out`.
+pub(super) fn read_logits(outputs: &TVec<TValue>, out: &mut Vec<f32>) -> Result<()> {
+    let logits = outputs
+        .first()
+        .ok_or_else(|| Error::Interface("model produced no output".into()))?
+        .try_as_plain_ram()
+        .and_then(|v| v.as_slice::<f32>())
+        .map_err(|e| Error::model("reading logits", e))?;
+    out.clear();
+    out.extend_from_slice(logits);
+    Ok(())
+}
+
+/// Runs `state` on `values`: on the caller's thread, or on a worker of `pool` with tract's
+/// executor set to that pool, so that the runtime's ops and tract's matmuls spread over it.
+pub(super) fn run_on(
+    pool: Option<&Arc<rayon::ThreadPool>>,
+    state: &mut TypedSimpleState,
+    values: TVec<TValue>,
+) -> TractResult<TVec<TValue>> {
+    match pool {
+        None => state.run(values),
+        Some(pool) => pool.install(|| {
+            multithread_tract_scope(Executor::MultiThread(pool.clone()), || state.run(values))
+        }),
     }
 }
 

@@ -4,6 +4,8 @@
 //! rounding.
 use std::cell::RefCell;
 
+use rayon::prelude::*;
+
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::*;
@@ -14,8 +16,9 @@ use tract_onnx::tract_hir::internal::{
 
 use super::names::ATTENTION;
 use super::shared::{all_of_type, arity};
+use super::split;
 use edgebert_kernels::attention::{
-    attention, AttentionKernel, AttentionScratch, AttentionShape, MaskStrides,
+    attention_rows, AttentionKernel, AttentionScratch, AttentionShape, MaskStrides,
 };
 
 /// Parser entry for [`ATTENTION`] nodes.
@@ -121,6 +124,9 @@ impl Op for FusedAttention {
     op_as_typed_op!();
 }
 
+/// Score multiply-adds (queries × keys × width) below which one thread runs the attention.
+const MIN_PARALLEL_MACS: usize = 1 << 18;
+
 thread_local! {
     static SCRATCH: RefCell<AttentionScratch> = RefCell::new(AttentionScratch::default());
 }
@@ -180,24 +186,54 @@ impl EvalOp for FusedAttention {
             let [q, k, v, m] = views;
             let (q, k, v, m) = (q?, k?, v?, m?);
             let mut view = out.try_as_plain_ram_mut()?;
-            let done = SCRATCH.with(|s| {
-                Ok::<_, TractError>(attention(
-                    q.as_slice::<f32>()?,
-                    k.as_slice::<f32>()?,
-                    v.as_slice::<f32>()?,
-                    m.as_slice::<f32>()?,
-                    strides,
-                    AttentionShape {
-                        batch,
-                        seq,
-                        heads: self.heads,
-                        head_dim: self.head_dim,
-                    },
-                    view.as_slice_mut::<f32>()?,
-                    self.kernel,
-                    &mut s.borrow_mut(),
-                ))
-            })?;
+            let (q, k, v, m) = (
+                q.as_slice::<f32>()?,
+                k.as_slice::<f32>()?,
+                v.as_slice::<f32>()?,
+                m.as_slice::<f32>()?,
+            );
+            let shape = AttentionShape {
+                batch,
+                seq,
+                heads: self.heads,
+                head_dim: self.head_dim,
+            };
+            let out = view.as_slice_mut::<f32>()?;
+            let width = self.heads * self.head_dim;
+            let rows = batch * seq;
+            // Query rows in blocks of whole passes (4 rows), one block per thread of the
+            // running plan's pool, when the scores are large enough to be worth it.
+            let run = |rows: std::ops::Range<usize>, out: &mut [f32]| {
+                SCRATCH.with(|s| {
+                    attention_rows(
+                        q,
+                        k,
+                        v,
+                        m,
+                        strides,
+                        shape,
+                        rows,
+                        out,
+                        self.kernel,
+                        &mut s.borrow_mut(),
+                    )
+                })
+            };
+            let pool = split::current_pool().filter(|_| rows * seq * width >= MIN_PARALLEL_MACS);
+            let done = match pool {
+                Some(pool) if width > 0 => {
+                    let block = split::block_rows(rows, pool.current_num_threads(), 4);
+                    pool.install(|| {
+                        out.par_chunks_mut(block * width)
+                            .enumerate()
+                            .all(|(b, out)| {
+                                let first = b * block;
+                                run(first..first + out.len() / width, out)
+                            })
+                    })
+                }
+                _ => run(0..rows, out),
+            };
             ensure!(done, "attention: inconsistent sizes");
         }
         Ok(tvec!(out.into_tvalue()))

@@ -27,11 +27,15 @@ use tract_onnx::tract_hir::internal::{
     expand, Expansion, InferenceOp, InferenceResult, Solver, TensorProxy,
 };
 
-use edgebert_kernels::int8_gemm::{self, Kernel, PackedInt8Weights, Scratch};
+use edgebert_kernels::int8_gemm::{
+    self, Kernel, PackedInt8Weights, PreparedLinear, Scratch, PARTIAL_PER_ROW,
+};
+use rayon::prelude::*;
 
 use super::masked_quantize::with_token_rows;
 use super::names::{MASKED_OP_TYPE, OP_TYPE};
 use super::shared::{arity, same_bits};
+use super::split;
 
 /// Parser entry for [`OP_TYPE`] nodes.
 pub(super) fn parse_node(
@@ -421,22 +425,52 @@ impl EvalOp for Int8Linear {
             };
             let done = with_token_rows(mask, k, x.len(), |flags| {
                 SCRATCH.with(|s| {
-                    int8_gemm::linear_rows(
+                    let mut scratch = s.borrow_mut();
+                    int8_gemm::prepare_linear(
                         x,
                         flags,
                         &w.packed,
                         &w.scales,
                         &w.bias,
-                        out,
                         w.kernel,
-                        &mut s.borrow_mut(),
+                        &mut scratch,
                     )
+                    .is_some_and(|(prepared, partial)| multiply_rows(&prepared, out, partial))
                 })
             });
             ensure!(done, "int8 Linear: inconsistent sizes");
         }
         Ok(tvec!(y.into_tvalue()))
     }
+}
+
+/// Rows per block of a multi-threaded int8 Linear: whole tiles of every kernel.
+const ROW_GRANULE: usize = 4;
+/// Multiply-adds below which one thread does a whole int8 Linear (the split would cost more).
+const MIN_PARALLEL_MACS: usize = 1 << 18;
+
+/// All rows of `prepared` into `y`: in row blocks over the running plan's pool when it has
+/// several threads and the product is large enough, else in one call (the same values).
+fn multiply_rows(prepared: &PreparedLinear, y: &mut [f32], partial: &mut [i32]) -> bool {
+    let (m, n) = (prepared.rows(), prepared.columns());
+    let pool =
+        split::current_pool().filter(|_| m * n * prepared.weights().k() >= MIN_PARALLEL_MACS);
+    let Some(pool) = pool else {
+        return prepared.multiply(0..m, y, partial);
+    };
+    let block = split::block_rows(m, pool.current_num_threads(), ROW_GRANULE);
+    if block >= m {
+        return prepared.multiply(0..m, y, partial);
+    }
+    pool.install(|| {
+        y.par_chunks_mut(block * n)
+            .zip(partial.par_chunks_mut(block * PARTIAL_PER_ROW))
+            .enumerate()
+            .all(|(b, (y, partial))| {
+                let first = b * block;
+                prepared.multiply(first..first + y.len() / n, y, partial)
+            })
+    })
 }
 
 impl TypedOp for Int8Linear {

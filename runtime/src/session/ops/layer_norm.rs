@@ -9,6 +9,7 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::math::add;
+use tract_onnx::tract_core::tract_linalg::multithread::par_chunks_mut;
 use tract_onnx::tract_hir::internal::{
     expand, Expansion, InferenceOp, InferenceResult, Solver, TensorProxy,
 };
@@ -171,15 +172,31 @@ impl EvalOp for FusedLayerNorm {
                 None => None,
             };
             let mut yv = y.try_as_plain_ram_mut()?;
-            let done = layer_norm(
-                xs,
-                rs,
-                &self.gamma,
-                &self.beta,
-                self.epsilon,
-                yv.as_slice_mut::<f32>()?,
+            let ys = yv.as_slice_mut::<f32>()?;
+            let h = self.gamma.len();
+            ensure!(
+                h > 0
+                    && xs.len() == ys.len()
+                    && ys.len().is_multiple_of(h)
+                    && rs.is_none_or(|r| r.len() == xs.len()),
+                "LayerNorm: inconsistent sizes"
             );
-            ensure!(done, "LayerNorm: inconsistent sizes");
+            // Whole rows per thread (tract's split of the running plan's pool), each row as on
+            // one thread.
+            let total = ys.len();
+            par_chunks_mut(ys, h, total, |first_row, y| {
+                let rows = first_row * h..first_row * h + y.len();
+                let done = layer_norm(
+                    &xs[rows.clone()],
+                    rs.map(|r| &r[rows.clone()]),
+                    &self.gamma,
+                    &self.beta,
+                    self.epsilon,
+                    y,
+                );
+                ensure!(done, "LayerNorm: inconsistent sizes");
+                Ok(())
+            })?;
         }
         Ok(tvec!(y.into_tvalue()))
     }

@@ -12,6 +12,7 @@ pub mod mapped_gather;
 pub mod masked_quantize;
 mod names;
 mod shared;
+pub(crate) mod split;
 
 pub use names::{
     ATTENTION, CAST_SUFFIX, DEQUANTIZED_SUFFIX, DOMAIN, LAYER_NORM, MAPPED_GATHER, MASKED_OP_TYPE,
