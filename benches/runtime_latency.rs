@@ -3,13 +3,15 @@
 //! `$EDGEBERT_SHARED/models/all-MiniLM-L6-v2` if it holds an ONNX export); skipped otherwise.
 //! Given an `edgebert-train export` directory, it benches the fp32 bundle (`model.fp32.edgebert`)
 //! and the int8 one (`model.edgebert`, on this CPU's int8 path) per bucket in the same run.
+//! Each at 1 thread and at the default count (one per physical core; `EDGEBERT_BENCH_THREADS`
+//! for another): benchmark ids `classify/<model>/<threads>t/<tokens>`.
 //! Also prints heap allocations per call (tokenizer + our code + tract), counted by a global allocator.
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use edgebert_runtime::{synthetic_text, Classification, Session};
+use edgebert_runtime::{synthetic_text, Classification, Session, SessionOptions};
 
 struct Counting;
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
@@ -66,40 +68,65 @@ fn models() -> Vec<(String, PathBuf)> {
     v
 }
 
+/// 1, and the default thread count (or `EDGEBERT_BENCH_THREADS`) when it is more.
+fn thread_counts() -> Vec<usize> {
+    let many = std::env::var("EDGEBERT_BENCH_THREADS")
+        .ok()
+        .and_then(|t| edgebert_runtime::threads::parse_threads(&t).ok())
+        .unwrap_or_else(edgebert_runtime::threads::default_threads);
+    if many > 1 {
+        vec![1, many]
+    } else {
+        vec![1]
+    }
+}
+
 fn classify_per_bucket(c: &mut Criterion) {
     for (name, path) in models() {
-        let mut session = match Session::open(&path) {
-            Ok(s) => s,
+        for threads in thread_counts() {
+            classify_model(c, &name, &path, threads);
+        }
+    }
+}
+
+fn classify_model(c: &mut Criterion, name: &str, path: &Path, threads: usize) {
+    let options = SessionOptions::default().with_threads(threads);
+    let mut session = match Session::open_with(path, options) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("SKIPPED {name}: {e}");
+            return;
+        }
+    };
+    eprintln!(
+        "{name}, {threads} threads: {}",
+        session.int8_path().describe()
+    );
+    let mut group = c.benchmark_group(format!("classify/{name}/{threads}t"));
+    let max_len = session.max_len();
+    for s in SEQ_LENS.into_iter().filter(|&s| s <= max_len) {
+        let text = match synthetic_text(session.tokenizer(), s) {
+            Ok(t) => t,
             Err(e) => {
-                eprintln!("SKIPPED {name}: {e}");
+                eprintln!("SKIPPED {name}/{s}: {e}");
                 continue;
             }
         };
-        eprintln!("{name}: {}", session.int8_path().describe());
-        let mut group = c.benchmark_group(format!("classify/{name}"));
-        let max_len = session.max_len();
-        for s in SEQ_LENS.into_iter().filter(|&s| s <= max_len) {
-            let text = match synthetic_text(session.tokenizer(), s) {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("SKIPPED {name}/{s}: {e}");
-                    continue;
-                }
-            };
-            let mut out = Classification::default();
+        let mut out = Classification::default();
+        session.classify_into(&text, &mut out).expect("classify");
+        let before = ALLOCS.load(Ordering::Relaxed);
+        for _ in 0..100 {
             session.classify_into(&text, &mut out).expect("classify");
-            let before = ALLOCS.load(Ordering::Relaxed);
-            for _ in 0..100 {
-                session.classify_into(&text, &mut out).expect("classify");
-            }
-            let per_call = (ALLOCS.load(Ordering::Relaxed) - before) as f64 / 100.0;
-            eprintln!("{name} seq_len {s}: {per_call:.1} heap allocations per classify call");
-            group.bench_with_input(BenchmarkId::from_parameter(s), &text, |b, text| {
-                b.iter(|| session.classify_into(text, &mut out).expect("classify"))
-            });
         }
-        group.finish();
+        let per_call = (ALLOCS.load(Ordering::Relaxed) - before) as f64 / 100.0;
+        eprintln!(
+            "{name} {threads}t seq_len {s}: {per_call:.2} heap allocations per classify call"
+        );
+        group.bench_with_input(BenchmarkId::from_parameter(s), &text, |b, text| {
+            b.iter(|| session.classify_into(text, &mut out).expect("classify"))
+        });
     }
+    group.finish();
 }
 
 criterion_group!(benches, classify_per_bucket);

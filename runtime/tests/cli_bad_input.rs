@@ -315,6 +315,29 @@ fn bench_rejects_impossible_seq_len() {
 }
 
 #[test]
+fn bad_thread_counts_are_one_line_errors() {
+    let m = model();
+    for bad in ["0", "-3", "abc", "9999", "", "1.5"] {
+        let classify = ["classify", "--model", &m, "--threads", bad, "x"];
+        let bench = ["bench", "--model", &m, "--threads", bad, "--seq-len", "8"];
+        for args in [&classify[..], &bench[..]] {
+            assert_fails(&edgebert(args, b""), "threads");
+        }
+    }
+    let o = edgebert_command()
+        .args(["classify", "--model", &model(), "x"])
+        .env("EDGEBERT_THREADS", "many")
+        .output()
+        .expect("run edgebert");
+    assert_eq!(o.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("EDGEBERT_THREADS") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+}
+
+#[test]
 fn usage_errors_exit_2_without_panic() {
     let o = edgebert(&["classify"], b"");
     assert_eq!(o.code, Some(2), "{}", o.stderr);

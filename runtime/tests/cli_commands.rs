@@ -221,3 +221,86 @@ fn help_explains_every_flag() {
         }
     }
 }
+
+/// Lines piped in are shared between the threads: the output is the one-thread output, line for
+/// line and bit for bit, in input order; `bench` and `inspect` name the count used.
+#[test]
+fn classify_output_is_the_same_at_every_thread_count() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let lines: String = (0..40)
+        .map(|i| format!("text number {i} {}\n", "and more words ".repeat(i % 9)))
+        .collect();
+    let classify = |threads: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_edgebert"))
+            .args(["classify", "--model", &model(), "--threads", threads])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn edgebert");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(lines.as_bytes())
+            .expect("write stdin");
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    };
+    let one = classify("1");
+    assert_eq!(one.lines().count(), 40);
+    for threads in ["2", "3", "7"] {
+        assert_eq!(classify(threads), one, "{threads} threads");
+    }
+    let (code, out, _) = run(&[
+        "bench",
+        "--model",
+        &model(),
+        "--seq-len",
+        "8",
+        "--iters",
+        "2",
+        "--threads",
+        "3",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("bench json");
+    assert_eq!(v["threads"], 3);
+    let (code, out, _) = run(&["inspect", "--model", &model(), "--format", "json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("inspect json");
+    assert!(v["threads"].as_u64().is_some_and(|n| n >= 1), "{v}");
+
+    // bench --throughput over a file; a line that is not UTF-8 is named.
+    let dir = std::env::temp_dir().join(format!("edgebert-throughput-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("texts.txt");
+    std::fs::write(&file, &lines).expect("write texts");
+    let path = file.display().to_string();
+    let (code, out, err) = run(&[
+        "bench",
+        "--model",
+        &model(),
+        "--throughput",
+        &path,
+        "--threads",
+        "2",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("throughput json");
+    assert_eq!(v["sequences"], 40);
+    assert!(
+        v["sequences_per_s"].as_f64().is_some_and(|r| r > 0.0),
+        "{v}"
+    );
+    std::fs::write(&file, b"fine\nbad \xff\n").expect("write texts");
+    let (code, _, err) = run(&["bench", "--model", &model(), "--throughput", &path]);
+    assert_eq!(code, 2);
+    assert!(err.contains("line 2") && err.lines().count() == 1, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -20,6 +20,15 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// "1 thread", "4 threads".
+fn threads_label(n: usize) -> String {
+    if n == 1 {
+        "1 thread".into()
+    } else {
+        format!("{n} threads")
+    }
+}
+
 /// What the latency benchmark runs.
 #[derive(Debug, Clone, Copy)]
 pub struct Latency {
@@ -101,8 +110,8 @@ pub fn run(path: &Path, latency: Latency, format: Format, int8: Int8Mode) -> Res
         Format::Json => println!("{v}"),
         Format::Text => {
             println!(
-                "seq_len {seq_len} (bucket {bucket}), {iters} iters, {} threads: p50 {:.3} ms  p95 {:.3} ms  p99 {:.3} ms  mean {:.3} ms  min {:.3} ms",
-                session.threads(),
+                "seq_len {seq_len} (bucket {bucket}), {iters} iters, {}: p50 {:.3} ms  p95 {:.3} ms  p99 {:.3} ms  mean {:.3} ms  min {:.3} ms",
+                threads_label(session.threads()),
                 percentile(&times, 0.5),
                 percentile(&times, 0.95),
                 percentile(&times, 0.99),
@@ -175,9 +184,9 @@ pub fn throughput(
     match format {
         Format::Json => println!("{v}"),
         Format::Text => println!(
-            "{} sequences ({tokens} tokens) in {seconds:.3} s on {} threads: {:.1} sequences/s",
+            "{} sequences ({tokens} tokens) in {seconds:.3} s on {}: {:.1} sequences/s",
             texts.len(),
-            session.threads(),
+            threads_label(session.threads()),
             texts.len() as f64 / seconds
         ),
     }

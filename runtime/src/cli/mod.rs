@@ -117,7 +117,12 @@ struct ClassifyArgs {
     int8: Int8Arg,
     /// Threads (default: one per physical core; also EDGEBERT_THREADS): one text is spread
     /// over them, and many inputs are shared between them. Results are identical at any count.
-    #[arg(long, value_name = "N", env = "EDGEBERT_THREADS")]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "EDGEBERT_THREADS",
+        allow_hyphen_values = true
+    )]
     threads: Option<String>,
     /// Texts to classify; none: read one text per stdin line.
     #[arg(value_name = "TEXT")]
@@ -148,7 +153,12 @@ struct BenchArgs {
     int8: Int8Arg,
     /// Threads (default: one per physical core; also EDGEBERT_THREADS): one text is spread
     /// over them, and many inputs are shared between them. Results are identical at any count.
-    #[arg(long, value_name = "N", env = "EDGEBERT_THREADS")]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "EDGEBERT_THREADS",
+        allow_hyphen_values = true
+    )]
     threads: Option<String>,
     /// Measure throughput instead: classify every line of FILE (one text per line, UTF-8),
     /// shared between the threads, and report sequences per second (--seq-len is not used).
