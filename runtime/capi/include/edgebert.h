@@ -107,8 +107,8 @@ typedef struct EdgebertOptions {
    */
   size_t max_len;
   /**
-   * Worker threads: 0 = the runtime's default. This runtime runs a session on the calling
-   * thread, so only 0 and 1 are accepted.
+   * Threads one text is spread over: 0 = the runtime's default (one per physical core),
+   * else 1..=256. Results are identical at every count.
    */
   size_t threads;
   /**
