@@ -115,15 +115,8 @@ struct ClassifyArgs {
     /// `native`/`kernel`/`dequantize` force one.
     #[arg(long, value_enum, default_value_t = Int8Arg::Auto)]
     int8: Int8Arg,
-    /// Threads (default: one per physical core; also EDGEBERT_THREADS): one text is spread
-    /// over them, and many inputs are shared between them. Results are identical at any count.
-    #[arg(
-        long,
-        value_name = "N",
-        env = "EDGEBERT_THREADS",
-        allow_hyphen_values = true
-    )]
-    threads: Option<String>,
+    #[command(flatten)]
+    threads: ThreadsArg,
     /// Texts to classify; none: read one text per stdin line.
     #[arg(value_name = "TEXT")]
     texts: Vec<String>,
@@ -151,6 +144,17 @@ struct BenchArgs {
     /// kernel (edgebert's own int8 kernel); see classify.
     #[arg(long, value_enum, default_value_t = Int8Arg::Auto)]
     int8: Int8Arg,
+    #[command(flatten)]
+    threads: ThreadsArg,
+    /// Measure throughput instead: classify every line of FILE (one text per line, UTF-8),
+    /// shared between the threads, and report sequences per second (--seq-len is not used).
+    #[arg(long, value_name = "FILE", conflicts_with = "seq_len")]
+    throughput: Option<PathBuf>,
+}
+
+/// `--threads`, shared by `classify` and `bench`.
+#[derive(Debug, Args)]
+struct ThreadsArg {
     /// Threads (default: one per physical core; also EDGEBERT_THREADS): one text is spread
     /// over them, and many inputs are shared between them. Results are identical at any count.
     #[arg(
@@ -160,10 +164,6 @@ struct BenchArgs {
         allow_hyphen_values = true
     )]
     threads: Option<String>,
-    /// Measure throughput instead: classify every line of FILE (one text per line, UTF-8),
-    /// shared between the threads, and report sequences per second (--seq-len is not used).
-    #[arg(long, value_name = "FILE", conflicts_with = "seq_len")]
-    throughput: Option<PathBuf>,
 }
 
 /// `--int8` values.
@@ -236,7 +236,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Tokenize(a) => tokenize(a),
         Command::Classify(a) => classify(a),
         Command::Bench(a) => {
-            let threads = resolve_threads(a.threads.as_deref())?;
+            let threads = resolve_threads(a.threads.threads.as_deref())?;
             match (&a.throughput, a.seq_len) {
                 (Some(file), _) => {
                     bench::throughput(&a.model, file, threads, a.format, a.int8.into())
@@ -316,7 +316,7 @@ fn resolve_threads(arg: Option<&str>) -> Result<usize> {
 const BLOCK_PER_THREAD: usize = 32;
 
 fn classify(a: ClassifyArgs) -> Result<()> {
-    let threads = resolve_threads(a.threads.as_deref())?;
+    let threads = resolve_threads(a.threads.threads.as_deref())?;
     let options = SessionOptions::default()
         .with_eager(a.eager)
         .with_max_len(a.max_len)
