@@ -41,7 +41,7 @@ pub(super) enum InputKind {
 pub(super) struct Bucket {
     pub(super) seq_len: usize,
     pub(super) state: Option<TypedSimpleState>,
-    /// One reusable `[1, seq_len]` i64 tensor per graph input.
+    /// One reusable `[1, seq_len]` i64 tensor per graph input (made on the first run).
     pub(super) inputs: Vec<Arc<Tensor>>,
 }
 
@@ -146,12 +146,8 @@ impl Session {
             );
             plan.spawn()
         })?;
-        let inputs = (0..n_inputs)
-            .map(|_| Arc::new(Tensor::zero::<i64>(&[1, s]).unwrap_or_else(|_| Tensor::from(0i64))))
-            .collect();
-        let bucket = &mut self.buckets[b];
-        bucket.state = Some(state);
-        bucket.inputs = inputs;
+        // The input tensors are made by `bucket_values` on the first run.
+        self.buckets[b].state = Some(state);
         Ok(())
     }
 
