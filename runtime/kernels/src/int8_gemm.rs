@@ -20,10 +20,10 @@
 //! its sums never saturate, so it is exact for every code (no 7-bit restriction), and it beats
 //! both the AVX2 kernel and tract's own integer kernels there.
 //!
-//! On aarch64 three kernels are exact for every code: NEON (`smull` of activations shifted to
-//! `i8` by −128, pairwise widening adds), dotprod (`sdot` on the same shifted activations; the
-//! shift is given back exactly with the column sums) and i8mm (`usmmla`, `u8 × i8` 2×8·8×2
-//! tiles, on weights packed 8 deep).
+//! On aarch64 three kernels are exact for every code: NEON (`smull`/`smlal2` of activations
+//! shifted to `i8` by −128, pairwise widening adds, on weights packed 16 deep), dotprod (`sdot`
+//! on the same shifted activations; the shift is given back exactly with the column sums) and
+//! i8mm (`usmmla`, `u8 × i8` 2×8·8×2 tiles, on weights packed 8 deep).
 //!
 //! The result is bit-identical to the ONNX graph it replaces: activations are quantized per
 //! tensor exactly as `DynamicQuantizeLinear` specifies (`round_half_to_even(x / scale) + zp`,
@@ -40,53 +40,53 @@ pub const MAX_EXACT_CODE: i8 = 64;
 /// Columns per packed panel: one 512-bit register of `i32` sums, two AVX2 blocks, four NEON
 /// registers.
 pub(crate) const PANEL: usize = 16;
-/// Depth per packed group for every kernel but i8mm (four `u8 × i8` products per `i32` lane).
+/// Depth per packed group for every kernel but i8mm and NEON (four `u8 × i8` products per
+/// `i32` lane).
 const DEPTH: usize = 4;
+/// Depth per packed group for the NEON kernel (one register of 16 codes per column).
+const DEPTH_NEON: usize = 16;
 /// Depth per packed group for the i8mm kernel (`usmmla` takes 8 codes of each of 2 columns).
 const DEPTH_I8MM: usize = 8;
 
 /// A `[k, n]` int8 weight repacked for a kernel family, with its per-column code sums.
 ///
 /// Layout: panels of 16 columns, one after the other; in each panel, groups of `depth` rows
-/// (4, or 8 for [`Kernel::I8mm`]); in each group, for each column, its `depth` codes. One
-/// 4-deep group of one panel is one 64-byte AVX-512 register (two AVX2 registers of 8 columns,
-/// four NEON registers of 4); one 8-deep group is eight `usmmla` operands of 2 columns. Rows
-/// and columns past the weight's edge are zero.
+/// (4, 8 for [`Kernel::I8mm`], 16 for [`Kernel::Neon`]); in each group, for each column, its
+/// `depth` codes. One 4-deep group of one panel is one 64-byte AVX-512 register (two AVX2
+/// registers of 8 columns, four dotprod registers of 4); one 8-deep group is eight `usmmla`
+/// operands of 2 columns; one 16-deep group is sixteen NEON registers of one column. Rows and
+/// columns past the weight's edge are zero.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackedInt8Weights {
     pub(crate) k: usize,
     pub(crate) n: usize,
-    /// Rows per group: [`DEPTH`] or [`DEPTH_I8MM`].
+    /// Rows per group: [`DEPTH`], [`DEPTH_I8MM`] or [`DEPTH_NEON`].
     pub(crate) depth: usize,
     pub(crate) groups: usize,
     pub(crate) data: Vec<i8>,
     pub(crate) col_sums: Vec<i32>,
     exact_on_avx2: bool,
+    pairs_fit_i16: bool,
 }
 
 impl PackedInt8Weights {
     /// Packs the row-major `[k, n]` codes for this CPU's kernel ([`dispatch::int8_kernel`]);
     /// `None` when `codes.len() != k × n`.
     pub fn pack(codes: &[i8], k: usize, n: usize) -> Option<PackedInt8Weights> {
-        let family = if dispatch::features().i8mm {
-            Kernel::I8mm
-        } else {
-            Kernel::Portable
-        };
-        Self::pack_for(codes, k, n, family)
+        Self::pack_for(codes, k, n, dispatch::int8_kernel(false))
     }
 
     /// Packs the row-major `[k, n]` codes in the layout `kernel` reads (8-deep groups for
-    /// [`Kernel::I8mm`], 4-deep for the others; [`Kernel::Portable`] reads either); `None`
-    /// when `codes.len() != k × n`.
+    /// [`Kernel::I8mm`], 16-deep for [`Kernel::Neon`], 4-deep for the others;
+    /// [`Kernel::Portable`] reads any); `None` when `codes.len() != k × n`.
     pub fn pack_for(codes: &[i8], k: usize, n: usize, kernel: Kernel) -> Option<PackedInt8Weights> {
         if k.checked_mul(n)? != codes.len() {
             return None;
         }
-        let depth = if kernel == Kernel::I8mm {
-            DEPTH_I8MM
-        } else {
-            DEPTH
+        let depth = match kernel {
+            Kernel::I8mm => DEPTH_I8MM,
+            Kernel::Neon => DEPTH_NEON,
+            _ => DEPTH,
         };
         let groups = k.div_ceil(depth);
         let panels = n.div_ceil(PANEL);
@@ -107,6 +107,7 @@ impl PackedInt8Weights {
         let exact_on_avx2 = codes
             .iter()
             .all(|&c| (-MAX_EXACT_CODE..=MAX_EXACT_CODE).contains(&c));
+        let pairs_fit_i16 = !codes.contains(&i8::MIN);
         Some(PackedInt8Weights {
             k,
             n,
@@ -115,6 +116,7 @@ impl PackedInt8Weights {
             data,
             col_sums,
             exact_on_avx2,
+            pairs_fit_i16,
         })
     }
 
@@ -131,6 +133,13 @@ impl PackedInt8Weights {
     /// Whether every code is within ±[`MAX_EXACT_CODE`], so the AVX2 kernel is exact.
     pub fn exact_on_avx2(&self) -> bool {
         self.exact_on_avx2
+    }
+
+    /// Whether no code is −128: then two products of a shifted activation (`q − 128`) and a
+    /// code sum exactly in `i16` (at most 2 × 128 × 127 = 32512 in magnitude).
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    pub(crate) fn pairs_fit_i16(&self) -> bool {
+        self.pairs_fit_i16
     }
 
     /// Bytes held (packed codes and column sums).
@@ -163,7 +172,7 @@ pub enum Kernel {
     I8mm,
     /// The dotprod `sdot` kernel (aarch64 with FEAT_DotProd; any code).
     Dotprod,
-    /// The NEON `smull` kernel (every aarch64 CPU; any code).
+    /// The NEON `smull` kernel (every aarch64 CPU; any code; weights packed 16 deep).
     Neon,
     /// The portable loop (any CPU, any code).
     Portable,
@@ -210,6 +219,7 @@ impl Kernel {
     pub fn runs(self, weights: &PackedInt8Weights) -> bool {
         let layout = match self {
             Kernel::I8mm => weights.depth == DEPTH_I8MM,
+            Kernel::Neon => weights.depth == DEPTH_NEON,
             Kernel::Portable => true,
             _ => weights.depth == DEPTH,
         };
@@ -293,6 +303,8 @@ pub fn quantize(x: &[f32], scale: f32, zero_point: u8, out: &mut [u8]) -> bool {
 #[derive(Debug, Default)]
 pub struct Scratch {
     quantized: Vec<u8>,
+    /// The i8mm kernel's activations, rows interleaved in pairs.
+    pairs: Vec<u8>,
     scales: Vec<f32>,
     bias: Vec<f32>,
     /// The SIMD kernels' partial sums between depth chunks: 32 per row (two panels).
@@ -357,6 +369,8 @@ pub const PARTIAL_PER_ROW: usize = 2 * PANEL;
 /// exact and its epilogue is the same).
 #[derive(Clone, Copy)]
 pub struct PreparedLinear<'a> {
+    /// The activation codes as the kernel reads them (for [`Kernel::Neon`] and
+    /// [`Kernel::Dotprod`] shifted to `i8`, for [`Kernel::I8mm`] rows interleaved in pairs).
     a: &'a [u8],
     m: usize,
     weights: &'a PackedInt8Weights,
@@ -409,12 +423,25 @@ pub fn prepare_linear<'s>(
     let stride = weights.stride();
     let Scratch {
         quantized,
+        pairs,
         scales,
         bias: padded_bias,
         partial,
     } = scratch;
     quantized.resize(m * stride, 0);
     let (x_scale, zero_point) = quantize_for(kernel, x, k, stats_rows, stride, quantized);
+    #[cfg(target_arch = "aarch64")]
+    if matches!(kernel, Kernel::Neon | Kernel::Dotprod) {
+        // SAFETY: NEON is available (`runs`, checked above).
+        unsafe { crate::aarch64::neon_int8::shift_codes(quantized) };
+    }
+    let codes: &[u8] = if kernel == Kernel::I8mm {
+        interleave_pairs(quantized, m, stride, pairs);
+        pairs
+    } else {
+        pairs.clear();
+        quantized
+    };
     // Column scales as the graph computes them: `x_scale × w_scale`, padded to whole panels.
     let padded = n.div_ceil(PANEL) * PANEL;
     scales.clear();
@@ -430,7 +457,7 @@ pub fn prepare_linear<'s>(
         partial.resize(m * PARTIAL_PER_ROW, 0);
     }
     let prepared = PreparedLinear {
-        a: quantized,
+        a: codes,
         m,
         weights,
         zero_point,
@@ -482,8 +509,16 @@ impl PreparedLinear<'_> {
             return true;
         }
         let stride = self.weights.stride();
-        let a = &self.a[rows.start * stride..rows.end * stride];
         let (weights, zero_point, epilogue) = (self.weights, self.zero_point, self.epilogue);
+        #[cfg(target_arch = "aarch64")]
+        if self.kernel == Kernel::I8mm {
+            // SAFETY: i8mm is available and the packing 8 deep (`runs`, checked by
+            // `prepare_linear`), `a` holds the rows interleaved in pairs, the sizes are
+            // consistent (checked above).
+            unsafe { crate::aarch64::i8mm::gemm(self.a, rows, weights, zero_point, epilogue, y) };
+            return true;
+        }
+        let a = &self.a[rows.start * stride..rows.end * stride];
         match self.kernel {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: AVX-512 VNNI is available and the packing is 4 deep (`runs`, checked by
@@ -497,23 +532,41 @@ impl PreparedLinear<'_> {
                 crate::x86_64::avx2::gemm(a, m, weights, zero_point, epilogue, y, partial)
             },
             #[cfg(target_arch = "aarch64")]
-            // SAFETY: i8mm is available and the packing 8 deep (as above).
-            Kernel::I8mm => unsafe {
-                crate::aarch64::i8mm::gemm(a, m, weights, zero_point, epilogue, y)
-            },
-            #[cfg(target_arch = "aarch64")]
             // SAFETY: dotprod is available and the packing 4 deep (as above).
             Kernel::Dotprod => unsafe {
                 crate::aarch64::dotprod::gemm(a, m, weights, zero_point, epilogue, y, partial)
             },
             #[cfg(target_arch = "aarch64")]
-            // SAFETY: NEON is available and the packing 4 deep (as above).
+            // SAFETY: NEON is available, the packing 16 deep (as above) and the activations
+            // shifted (`prepare_linear`).
             Kernel::Neon => unsafe {
-                crate::aarch64::neon::gemm(a, m, weights, zero_point, epilogue, y, partial)
+                crate::aarch64::neon_int8::gemm(a, m, weights, zero_point, epilogue, y)
             },
             _ => portable::gemm(a, m, weights, zero_point, epilogue, y),
         }
         true
+    }
+}
+
+/// The `m` rows of `stride` codes of `a` as the i8mm kernel reads them: rows `2p` and `2p + 1`
+/// interleaved 8 codes at a time (the last row of an odd `m` paired with itself).
+fn interleave_pairs(a: &[u8], m: usize, stride: usize, out: &mut Vec<u8>) {
+    out.resize(m.div_ceil(2) * 2 * stride, 0);
+    for (p, pair) in out.chunks_exact_mut(2 * stride).enumerate() {
+        let first = &a[2 * p * stride..(2 * p + 1) * stride];
+        let second = if 2 * p + 1 < m {
+            &a[(2 * p + 1) * stride..(2 * p + 2) * stride]
+        } else {
+            first
+        };
+        for ((to, x), y) in pair
+            .chunks_exact_mut(16)
+            .zip(first.chunks_exact(8))
+            .zip(second.chunks_exact(8))
+        {
+            to[..8].copy_from_slice(x);
+            to[8..].copy_from_slice(y);
+        }
     }
 }
 
@@ -1010,6 +1063,22 @@ mod tests {
             return;
         }
         assert_bit_exact(kernel, &ANY_CODE_SHAPES, 127, 21);
+        // ±127 only: the largest products that NEON sums in pairs in `i16` (2 × 128 × 127)
+        let (k, n) = (96, 21);
+        let x: Vec<f32> = (0..5 * k)
+            .map(|i| if i % 2 == 0 { 10.0 } else { -0.5 })
+            .collect();
+        let codes: Vec<i8> = (0..k * n)
+            .map(|i| if i % 3 == 0 { -127 } else { 127 })
+            .collect();
+        let scales = vec![1.0; n];
+        let w = PackedInt8Weights::pack_for(&codes, k, n, kernel).expect("consistent sizes");
+        assert!(w.pairs_fit_i16());
+        assert_eq!(
+            run(&x, &codes, &scales, k, n, kernel),
+            reference(&x, &codes, &scales, k, n),
+            "{kernel:?}, codes ±127"
+        );
         let codes: Vec<i8> = (0..96 * 20)
             .map(|i| if i % 3 == 0 { -128 } else { 127 })
             .collect();
@@ -1121,12 +1190,15 @@ mod tests {
         }
     }
 
-    /// The portable loop reads either packing.
+    /// The portable loop reads every packing.
     #[test]
-    fn the_portable_kernel_reads_the_i8mm_packing() {
-        for (m, k, n) in [(3, 13, 17), (4, 100, 33)] {
+    fn the_portable_kernel_reads_the_i8mm_and_neon_packings() {
+        for ((m, k, n), packing) in [(3, 13, 17), (4, 100, 33)]
+            .into_iter()
+            .flat_map(|shape| [(shape, Kernel::I8mm), (shape, Kernel::Neon)])
+        {
             let (x, codes, scales) = case(m, k, n, 127, (m + k + n) as u64);
-            let w = PackedInt8Weights::pack_for(&codes, k, n, Kernel::I8mm).expect("sizes");
+            let w = PackedInt8Weights::pack_for(&codes, k, n, packing).expect("sizes");
             assert!(Kernel::Portable.runs(&w));
             let mut y = vec![f32::NAN; m * n];
             assert!(linear(

@@ -1,6 +1,7 @@
 //! The int8 GEMM's micro-tile, written once over [`Int8Lanes`]: the register of `i32` column
 //! sums that each SIMD family implements (AVX2: 8 columns, `vpmaddubsw` + `vpmaddwd`; AVX-512
-//! VNNI: 16, `vpdpbusd`; NEON: 4, `smull` + pairwise adds; dotprod: 4, `sdot`).
+//! VNNI: 16, `vpdpbusd`; dotprod: 4, `sdot`). The plain-NEON and i8mm GEMMs have tiles of
+//! their own (`crate::aarch64`).
 //!
 //! The weights are packed in 16-column panels of 4-deep groups ([`crate::int8_gemm`]); a tile
 //! covers `R` rows × `B` registers of columns over one chunk of depth groups, carrying its
@@ -148,6 +149,7 @@ pub(crate) unsafe fn gemm<K: Int8Lanes>(
 ///
 /// # Safety
 /// As [`gemm`].
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) unsafe fn tile<K: Int8Lanes, const R: usize, const B: usize>(t: Tile) {
     let mut acc = resume::<K, R, B>(t);

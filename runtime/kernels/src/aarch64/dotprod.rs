@@ -1,7 +1,8 @@
 //! The dotprod int8 GEMM (Armv8.2 FEAT_DotProd, e.g. Cortex-A76/A78, Neoverse N1): one `sdot`
 //! takes four `i8 × i8` products per `i32` lane, over the same 4-deep packing as AVX-512 VNNI.
-//! `sdot` has no `u8 × i8` form, so the activations are shifted to `i8` (`q − 128`) as in
-//! [`super::neon`], and the shift is given back exactly with the column sums. Tiles of 8 rows ×
+//! `sdot` has no `u8 × i8` form, so the activations are shifted to `i8` (`q − 128`) once,
+//! before the GEMM ([`super::neon_int8::shift_codes`]), and the shift is given back exactly
+//! with the column sums ([`super::neon`]). Tiles of 8 rows ×
 //! 8 columns (16 accumulators); four depth groups at a time, so that one 16-byte load of a row
 //! feeds eight `sdot`s by lane (the 8×8×4 tile of IREE's dotprod micro-kernel). The instruction is
 //! written in `asm!` (its intrinsic is not stable Rust).
@@ -130,7 +131,7 @@ macro_rules! sdot_8x2 {
 }
 
 /// The quads of depth groups `g..g_end` (a multiple of 4 apart) of a full 8-row × 8-column
-/// tile: the 8 rows' 16 activation bytes are loaded (and shifted) once per quad, then for each
+/// tile: the 8 rows' 16 activation bytes are loaded once per quad, then for each
 /// of its 4 groups the 2 registers of codes feed 16 `sdot`s.
 ///
 /// # Safety
@@ -142,7 +143,6 @@ unsafe fn quads_8x2(t: Tile, acc: &mut [[int32x4_t; 2]; 8], g: usize, g_end: usi
     let stride = w.stride();
     let a_ptr = t.a.as_ptr().add(t.r * stride);
     let w_ptr = w.data.as_ptr();
-    let flip = vdupq_n_u8(0x80);
     // the two registers' codes of group `g` (consecutive groups are one panel group apart)
     let (at0, at1) = (
         int8_tile::group_offset::<Dotprod>(w, t.span.col0, 0, 0),
@@ -153,8 +153,7 @@ unsafe fn quads_8x2(t: Tile, acc: &mut [[int32x4_t; 2]; 8], g: usize, g_end: usi
     while g < g_end {
         let mut a = [vdupq_n_s8(0); 8];
         for (i, v) in a.iter_mut().enumerate() {
-            let row = vld1q_u8(a_ptr.add(i * stride + g * w.depth));
-            *v = vreinterpretq_s8_u8(veorq_u8(row, flip));
+            *v = vld1q_s8(a_ptr.add(i * stride + g * w.depth) as *const i8);
         }
         let codes = |q: usize, at: usize| vld1q_s8(w_ptr.add(at + (g + q) * step));
         sdot_8x2!("0", acc, a, codes(0, at0), codes(0, at1));
@@ -181,7 +180,6 @@ unsafe fn tile<const R: usize, const B: usize>(t: Tile) {
     let stride = w.stride();
     let a_ptr = t.a.as_ptr().add(t.r * stride);
     let w_ptr = w.data.as_ptr();
-    let flip = vdupq_n_u8(0x80);
     let mut g = g0;
     if R == 8 && B == 2 {
         let g_end = g0 + (g1 - g0) / 4 * 4;
@@ -200,9 +198,8 @@ unsafe fn tile<const R: usize, const B: usize>(t: Tile) {
             }
         }
         for (i, acc_row) in acc.iter_mut().enumerate() {
-            // four groups of this row, each code shifted to `i8` (`q − 128`)
-            let a = vld1q_u8(a_ptr.add(i * stride + g * w.depth));
-            let a = vreinterpretq_s8_u8(veorq_u8(a, flip));
+            // four groups of this row (codes shifted to `i8`)
+            let a = vld1q_s8(a_ptr.add(i * stride + g * w.depth) as *const i8);
             if B == 2 {
                 let mut pair = [acc_row[0], acc_row[1 % B]];
                 sdot_quad(&mut pair, &wv, a);

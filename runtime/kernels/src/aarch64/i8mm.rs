@@ -2,9 +2,10 @@
 //! multiplies a 2×8 block of `u8` activations (two rows) by an 8×2 block of `i8` codes (two
 //! columns) into a 2×2 block of `i32` sums, so the activations need no shift. The weights are
 //! packed 8 deep ([`crate::int8_gemm::PackedInt8Weights::pack_for`]): in each group of a
-//! panel, the 8 codes of column `c` then those of `c + 1` are one operand. Tiles of up to 4 row
-//! pairs × 4 column pairs (8 × 8 values, 16 accumulators: the 8×8×8 tile of IREE's i8mm
-//! micro-kernel), the whole depth in one pass (an 8-column strip of even a 3072-deep weight is
+//! panel, the 8 codes of column `c` then those of `c + 1` are one operand; the activations are
+//! interleaved in row pairs once, before the GEMM, so that a pair's 8 codes of a group are one
+//! load. Tiles of up to 4 row pairs × 4 column pairs (8 × 8 values, 16 accumulators: the
+//! 8×8×8 tile of IREE's i8mm micro-kernel), the whole depth in one pass (an 8-column strip of even a 3072-deep weight is
 //! 24 KiB, within L1). The instruction is written in `asm!` (its intrinsic is not stable Rust).
 
 use crate::int8_gemm::{Epilogue, PackedInt8Weights, PANEL};
@@ -31,79 +32,90 @@ unsafe fn usmmla(mut acc: int32x4_t, a: uint8x16_t, b: int8x16_t) -> int32x4_t {
     acc
 }
 
-/// `y[m, n]` from the quantized rows `a` (`m × w.stride()` bytes, `u8` codes with zero point
-/// `zp`): exact `i32` sums minus `zp × Σ w`, then the epilogue.
+/// Rows `rows` of `y[m, n]` (`y` holds exactly those rows) from the quantized activations
+/// `pairs` (`u8` codes with zero point `zp`, rows interleaved in pairs as
+/// `crate::int8_gemm::interleave_pairs` writes them): exact `i32` sums minus `zp × Σ w`, then
+/// the epilogue. A block starting or ending inside a pair computes the whole pair and stores
+/// only its own row.
 ///
 /// # Safety
-/// The CPU has i8mm; the weights are packed 8 deep; `a.len() ≥ m × w.stride()`, the
-/// epilogue's slices hold whole panels, `y.len() == m × n`.
+/// The CPU has i8mm; the weights are packed 8 deep; `pairs` holds the pairs of rows
+/// `0..rows.end`, the epilogue's slices hold whole panels, `y.len() == rows.len() × n`.
 #[target_feature(enable = "neon,i8mm")]
 pub(crate) unsafe fn gemm(
-    a: &[u8],
-    m: usize,
+    pairs: &[u8],
+    rows: std::ops::Range<usize>,
     w: &PackedInt8Weights,
     zp: u8,
     e: Epilogue,
     y: &mut [f32],
 ) {
+    let (first, end) = (rows.start / 2, rows.end.div_ceil(2));
     let mut col = 0;
     while col < w.n {
-        let mut r = 0;
-        while r < m {
-            let pairs = (m - r).div_ceil(2).min(4);
-            let t = (a, m, r, col, w, zp, e, y.as_mut_ptr());
-            match pairs {
+        let mut p = first;
+        while p < end {
+            let count = (end - p).min(4);
+            let t = TileArgs {
+                pairs,
+                rows: rows.clone(),
+                p,
+                col,
+                w,
+                zp,
+                e,
+                y: y.as_mut_ptr(),
+            };
+            match count {
                 4 => tile::<4>(t),
                 3 => tile::<3>(t),
                 2 => tile::<2>(t),
                 _ => tile::<1>(t),
             }
-            r += 2 * pairs;
+            p += count;
         }
         col += COLS;
     }
 }
 
-type TileArgs<'a> = (
-    &'a [u8],
-    usize,
-    usize,
-    usize,
-    &'a PackedInt8Weights,
-    u8,
-    Epilogue<'a>,
-    *mut f32,
-);
+/// What one tile reads and writes.
+#[derive(Clone)]
+struct TileArgs<'a> {
+    pairs: &'a [u8],
+    /// The rows stored (`y` holds exactly these).
+    rows: std::ops::Range<usize>,
+    /// First pair.
+    p: usize,
+    /// First column (a multiple of 8).
+    col: usize,
+    w: &'a PackedInt8Weights,
+    zp: u8,
+    e: Epilogue<'a>,
+    y: *mut f32,
+}
 
-/// Rows `r..r + 2P` (the last pair's second row may be past `m`: it then repeats the first and
-/// is not stored) × columns `col..col + 8` over the whole depth.
+/// Pairs `p..p + P` (rows `2p..2p + 2P`; those outside `rows` are computed, not stored) ×
+/// columns `col..col + 8` over the whole depth.
 #[inline]
 #[target_feature(enable = "neon,i8mm")]
-unsafe fn tile<const P: usize>((a, m, r, col, w, zp, e, y): TileArgs) {
+unsafe fn tile<const P: usize>(t: TileArgs) {
+    let w = t.w;
     let (n, groups, stride) = (w.n, w.groups, w.stride());
     let mut acc = [[vdupq_n_s32(0); COLS / 2]; P];
-    // rows of each pair
-    let mut rows = [[a.as_ptr(); 2]; P];
-    for (i, pair) in rows.iter_mut().enumerate() {
-        let r0 = r + 2 * i;
-        let r1 = if r0 + 1 < m { r0 + 1 } else { r0 };
-        *pair = [a.as_ptr().add(r0 * stride), a.as_ptr().add(r1 * stride)];
-    }
+    let x_at = t.pairs.as_ptr().add(t.p * 2 * stride);
     let panel = w
         .data
         .as_ptr()
-        .add(((col / PANEL) * groups * PANEL + col % PANEL) * DEPTH);
+        .add(((t.col / PANEL) * groups * PANEL + t.col % PANEL) * DEPTH);
     for g in 0..groups {
         let codes = panel.add(g * PANEL * DEPTH);
         let mut b = [vdupq_n_s8(0); COLS / 2];
         for (j, v) in b.iter_mut().enumerate() {
             *v = vld1q_s8(codes.add(j * 2 * DEPTH));
         }
-        for (acc, pair) in acc.iter_mut().zip(&rows) {
-            let x = vcombine_u8(
-                vld1_u8(pair[0].add(g * DEPTH)),
-                vld1_u8(pair[1].add(g * DEPTH)),
-            );
+        for (i, acc) in acc.iter_mut().enumerate() {
+            // the pair's 8 codes of this group, first row then second
+            let x = vld1q_u8(x_at.add(i * 2 * stride + g * 2 * DEPTH));
             for (acc, &b) in acc.iter_mut().zip(&b) {
                 *acc = usmmla(*acc, x, b);
             }
@@ -111,16 +123,16 @@ unsafe fn tile<const P: usize>((a, m, r, col, w, zp, e, y): TileArgs) {
     }
     // epilogue, 4 columns at a time: `(sum − zp × Σ w) as f32 × scale (+ bias)`
     for half in 0..2 {
-        let c = col + 4 * half;
+        let c = t.col + 4 * half;
         if c >= n {
             break;
         }
         let live = (n - c).min(4);
         let mut sums = [0i32; 4];
         sums[..live].copy_from_slice(&w.col_sums[c..c + live]);
-        let correction = vmulq_s32(vdupq_n_s32(i32::from(zp)), vld1q_s32(sums.as_ptr()));
-        let scale = vld1q_f32(e.scales.as_ptr().add(c));
-        let bias = e.bias.map(|b| vld1q_f32(b.as_ptr().add(c)));
+        let correction = vmulq_s32(vdupq_n_s32(i32::from(t.zp)), vld1q_s32(sums.as_ptr()));
+        let scale = vld1q_f32(t.e.scales.as_ptr().add(c));
+        let bias = t.e.bias.map(|b| vld1q_f32(b.as_ptr().add(c)));
         for (i, acc) in acc.iter().enumerate() {
             let (lo, hi) = (
                 vreinterpretq_s64_s32(acc[2 * half]),
@@ -129,16 +141,16 @@ unsafe fn tile<const P: usize>((a, m, r, col, w, zp, e, y): TileArgs) {
             // row 0 of the pair: lanes 0, 1 of each column pair; row 1: lanes 2, 3
             let by_row = [vzip1q_s64(lo, hi), vzip2q_s64(lo, hi)];
             for (k, sum) in by_row.iter().enumerate() {
-                let row = r + 2 * i + k;
-                if row >= m {
-                    break;
+                let row = 2 * (t.p + i) + k;
+                if !t.rows.contains(&row) {
+                    continue;
                 }
                 let exact = vsubq_s32(vreinterpretq_s32_s64(*sum), correction);
                 let mut v = vmulq_f32(vcvtq_f32_s32(exact), scale);
                 if let Some(bias) = bias {
                     v = vaddq_f32(v, bias);
                 }
-                let out = y.add(row * n + c);
+                let out = t.y.add((row - t.rows.start) * n + c);
                 if live == 4 {
                     vst1q_f32(out, v);
                 } else {

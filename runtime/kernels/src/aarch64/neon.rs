@@ -1,14 +1,11 @@
 //! NEON (every aarch64 CPU): the 4-lane `f32` register ([`F32Lanes`] for `float32x4_t`), the
-//! plain-NEON int8 register ([`Int8Lanes`] for [`Neon`]), the activation quantizer every
-//! aarch64 int8 kernel uses, and the entry points the op modules call.
-//!
-//! The int8 products: an activation code `q` (`0..=255`) becomes the `i8` value `q − 128` (its
-//! top bit flipped), so each product with a code is an `smull` `i8 × i8 → i16` (|product| ≤
-//! 16384, no saturation), summed pairwise into `i32` (`sadalp`, `addp`); the shift comes back
-//! exactly in the epilogue: `Σ (q − zp)·w = Σ (q − 128)·w − (zp − 128)·Σ w`. Exact for any code.
+//! activation quantizer every aarch64 int8 kernel uses, the epilogue of the kernels that take
+//! shifted activations (an activation code `q`, `0..=255`, as the `i8` value `q − 128`, the
+//! shift given back exactly: `Σ (q − zp)·w = Σ (q − 128)·w − (zp − 128)·Σ w`), and the entry
+//! points the op modules call. The int8 GEMMs are in [`super::neon_int8`], [`super::dotprod`]
+//! and [`super::i8mm`].
 
 use crate::int8_gemm::{Epilogue, PackedInt8Weights};
-use crate::int8_tile::{Int8Lanes, Tile};
 use crate::portable::{self, quantize_one, LANE_SUMS};
 use crate::simd::F32Lanes;
 use std::arch::aarch64::*;
@@ -235,12 +232,6 @@ pub(crate) unsafe fn quantize(
     (scale, zp)
 }
 
-/// Four activation codes, each shifted to `i8` (`q − 128`), in every 32-bit lane.
-#[inline(always)]
-pub(crate) unsafe fn shifted(four: i32) -> int8x16_t {
-    vreinterpretq_s8_s32(vdupq_n_s32(four ^ 0x8080_8080u32 as i32))
-}
-
 /// The epilogue's operands for columns `col..col + live` of a kernel on shifted activations:
 /// the correction `(zp − 128) × Σ w`, the scales, the bias.
 #[inline(always)]
@@ -280,8 +271,8 @@ pub(crate) unsafe fn store_columns(
     }
 }
 
-/// [`Int8Lanes`] for a register of 4 columns of `i32` sums over shifted activations
-/// ([`shifted`], [`shifted_columns`]): everything but the product, `$dot(acc, a, w)`, and the
+/// [`crate::int8_tile::Int8Lanes`] for a register of 4 columns of `i32` sums over shifted activations
+/// ([`super::neon_int8::shift_codes`], [`shifted_columns`]): everything but the product, `$dot(acc, a, w)`, and the
 /// rows per tile.
 macro_rules! shifted_int8_lanes {
     ($k:ty, rows = $rows:literal, dot = $dot:path, tiles = [$($n:literal)*]) => {
@@ -309,7 +300,7 @@ macro_rules! shifted_int8_lanes {
             }
             #[inline(always)]
             unsafe fn broadcast(four: i32) -> int32x4_t {
-                vreinterpretq_s32_s8($crate::aarch64::neon::shifted(four))
+                vdupq_n_s32(four)
             }
             #[inline(always)]
             unsafe fn dot(acc: int32x4_t, a: int32x4_t, w: int32x4_t) -> int32x4_t {
@@ -337,71 +328,3 @@ macro_rules! shifted_int8_lanes {
     };
 }
 pub(crate) use shifted_int8_lanes;
-
-/// The plain-NEON int8 register: 4 columns of `i32` sums held as two registers of half sums
-/// (`[c0, c0', c1, c1']`, `[c2, c2', c3, c3']`; a column's sum is the sum of its two lanes), so
-/// that each group takes `smull`/`smull2` of the shifted activations with its codes and two
-/// `sadalp` (pairwise add-accumulate) and no reduction; the halves are added (`addp`) only when
-/// the sums are stored. 4 rows per tile.
-pub(crate) struct Neon;
-
-impl Int8Lanes for Neon {
-    const LANES: usize = 4;
-    const ROWS: usize = 4;
-    type V = (int32x4_t, int32x4_t);
-    type Cols = (int32x4_t, float32x4_t, Option<float32x4_t>);
-
-    #[inline(always)]
-    unsafe fn zero() -> Self::V {
-        (vdupq_n_s32(0), vdupq_n_s32(0))
-    }
-    #[inline(always)]
-    unsafe fn load(p: *const i32) -> Self::V {
-        // the four column sums, each as (sum, 0)
-        let sums = vld1q_s32(p);
-        let zero = vdupq_n_s32(0);
-        (vzip1q_s32(sums, zero), vzip2q_s32(sums, zero))
-    }
-    #[inline(always)]
-    unsafe fn store(v: Self::V, p: *mut i32) {
-        vst1q_s32(p, vpaddq_s32(v.0, v.1))
-    }
-    #[inline(always)]
-    unsafe fn weights(at: *const i8, _stream: bool) -> Self::V {
-        let codes = vreinterpretq_s32_s8(vld1q_s8(at));
-        (codes, codes)
-    }
-    #[inline(always)]
-    unsafe fn broadcast(four: i32) -> Self::V {
-        let a = vreinterpretq_s32_s8(shifted(four));
-        (a, a)
-    }
-    #[inline(always)]
-    unsafe fn dot(acc: Self::V, a: Self::V, w: Self::V) -> Self::V {
-        let (a, w) = (vreinterpretq_s8_s32(a.0), vreinterpretq_s8_s32(w.0));
-        // columns 0, 1 (4 products each), then columns 2, 3: |product| ≤ 16384 fits `i16`
-        let lo = vmull_s8(vget_low_s8(a), vget_low_s8(w));
-        let hi = vmull_high_s8(a, w);
-        (vpadalq_s16(acc.0, lo), vpadalq_s16(acc.1, hi))
-    }
-    #[inline(always)]
-    unsafe fn columns(
-        w: &PackedInt8Weights,
-        e: Epilogue,
-        zp: u8,
-        col: usize,
-        live: usize,
-    ) -> Self::Cols {
-        shifted_columns(w, e, zp, col, live)
-    }
-    #[inline(always)]
-    unsafe fn store_row(cols: Self::Cols, acc: Self::V, out: *mut f32, live: usize) {
-        store_columns(cols, vpaddq_s32(acc.0, acc.1), out, live)
-    }
-    #[inline(always)]
-    unsafe fn tile(rows: usize, width: usize, t: Tile) {
-        crate::int8_tile::int8_tiles!(tile, rows, width, t; 1 2 3 4)
-    }
-}
-
-crate::int8_tile::int8_entry_point!(Neon, "neon", tile);
