@@ -358,7 +358,8 @@ fn usage_errors_exit_2_without_panic() {
 /// Every seed of the fuzz corpora, through the binary: a bundle seed opened by `inspect` and
 /// `classify`, a model-skeleton seed as the `model.onnx` of an export directory. Each ends
 /// with exit 0 or with exit 2 and one stderr line, never a panic or a signal (in the `edge`
-/// build too, which unwinds, when `EDGEBERT_BIN` names it).
+/// build too, when `EDGEBERT_BIN` names it: it aborts on panic, and its panic hook would exit
+/// with 101).
 #[test]
 fn fuzz_corpus_seeds_through_the_binary_end_cleanly() {
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");

@@ -4,6 +4,7 @@ pub mod alloc_counter;
 mod bench;
 mod input;
 mod inspect;
+mod panic;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -204,6 +205,7 @@ struct InspectArgs {
 
 /// Parses arguments, runs the command, returns the process exit code.
 pub fn main() -> i32 {
+    panic::install();
     edgebert_runtime::memory::tune_allocator();
     let cli = match Cli::try_parse() {
         Ok(c) => c,

@@ -1,7 +1,9 @@
 //! The one place third-party code (tract) runs on untrusted data: a panic becomes an error.
 //!
-//! The release and `edge` profiles unwind (`panic = "unwind"`), so every build gives the same
-//! one-line error for a model that makes tract panic.
+//! Builds that unwind (release, dev, the C library's `edge-lib`) return that error. The device
+//! binary's `edge` profile aborts on panic to stay small; there the `edgebert` CLI's panic hook
+//! prints one error line instead (`cli/panic.rs`), and CI runs the bad-input suite against that
+//! build to show that no bad input gets this far.
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use tract_onnx::prelude::TractResult;

@@ -11,11 +11,10 @@ use std::collections::HashMap;
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::{bail, ensure};
-use tract_onnx::tract_core::tract_linalg::multithread::{multithread_tract_scope, Executor};
 
 use super::guard::guarded;
 use super::int8_mode::Int8Path;
-use super::ops::int8_linear;
+use super::ops::{int8_linear, split};
 use super::passes::{self, ModelPass, PassStage, DEFAULT_PASSES};
 use super::weights::{self, dequantize};
 use super::Session;
@@ -322,8 +321,9 @@ pub(super) fn read_logits(outputs: &TVec<TValue>, out: &mut Vec<f32>) -> Result<
     Ok(())
 }
 
-/// Runs `state` on `values`: on the caller's thread, or on a worker of `pool` with tract's
-/// executor set to that pool, so that the runtime's ops and tract's matmuls spread over it.
+/// Runs `state` on `values`: on the caller's thread, or on a worker of `pool` with that pool
+/// as the running plan's ([`split::with_pool`]), so that the runtime's ops spread over it, and
+/// with the `tract-threads` feature tract's executor set to it too, for tract's matmuls.
 pub(super) fn run_on(
     pool: Option<&Arc<rayon::ThreadPool>>,
     state: &mut TypedSimpleState,
@@ -331,10 +331,23 @@ pub(super) fn run_on(
 ) -> TractResult<TVec<TValue>> {
     match pool {
         None => state.run(values),
-        Some(pool) => pool.install(|| {
-            multithread_tract_scope(Executor::MultiThread(pool.clone()), || state.run(values))
-        }),
+        Some(pool) => {
+            pool.install(|| split::with_pool(pool, || tract_scope(pool, || state.run(values))))
+        }
     }
+}
+
+/// `f` with tract's executor set to `pool`.
+#[cfg(feature = "tract-threads")]
+fn tract_scope<R>(pool: &Arc<rayon::ThreadPool>, f: impl FnOnce() -> R) -> R {
+    use tract_onnx::tract_core::tract_linalg::multithread::{multithread_tract_scope, Executor};
+    multithread_tract_scope(Executor::MultiThread(pool.clone()), f)
+}
+
+/// `f` as it is: without `tract-threads` tract's matmuls run on the calling thread.
+#[cfg(not(feature = "tract-threads"))]
+fn tract_scope<R>(_pool: &Arc<rayon::ThreadPool>, f: impl FnOnce() -> R) -> R {
+    f()
 }
 
 #[cfg(test)]

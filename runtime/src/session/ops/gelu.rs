@@ -11,7 +11,8 @@ use edgebert_kernels::gelu::{gelu_in_place, GeluKernel};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseMiniOp;
-use tract_onnx::tract_core::tract_linalg::multithread::par_chunks_mut;
+
+use super::split;
 
 /// Exact GELU over f32 tensors, in place ([`edgebert_kernels::gelu::gelu`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,10 +48,9 @@ impl ElementWiseMiniOp for EdgebertGelu {
         );
         let mut view = t.try_as_plain_ram_mut()?;
         let xs = view.as_slice_mut::<f32>()?;
-        // Spread over the running plan's pool in tract's blocks: every kernel gives each value
-        // the same result wherever a block starts.
-        let total = xs.len();
-        par_chunks_mut(xs, 1, total, |_, xs| {
+        // Spread over the running plan's pool: every kernel gives each value the same result
+        // wherever a block starts.
+        split::par_rows(xs, 1, |_, xs| {
             gelu_in_place(xs, self.kernel);
             Ok(())
         })

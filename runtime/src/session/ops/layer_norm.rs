@@ -9,7 +9,6 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::math::add;
-use tract_onnx::tract_core::tract_linalg::multithread::par_chunks_mut;
 use tract_onnx::tract_hir::internal::{
     expand, Expansion, InferenceOp, InferenceResult, Solver, TensorProxy,
 };
@@ -19,6 +18,7 @@ use edgebert_kernels::layer_norm::layer_norm;
 
 use super::names::LAYER_NORM;
 use super::shared::{all_of_type, arity, same_bits};
+use super::split;
 
 /// Parser entry for [`LAYER_NORM`] nodes.
 pub fn parse_layer_norm(
@@ -181,10 +181,8 @@ impl EvalOp for FusedLayerNorm {
                     && rs.is_none_or(|r| r.len() == xs.len()),
                 "LayerNorm: inconsistent sizes"
             );
-            // Whole rows per thread (tract's split of the running plan's pool), each row as on
-            // one thread.
-            let total = ys.len();
-            par_chunks_mut(ys, h, total, |first_row, y| {
+            // Whole rows per thread of the running plan's pool, each row as on one thread.
+            split::par_rows(ys, h, |first_row, y| {
                 let rows = first_row * h..first_row * h + y.len();
                 let done = layer_norm(
                     &xs[rows.clone()],

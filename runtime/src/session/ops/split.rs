@@ -1,18 +1,58 @@
 //! One op's work spread over the worker pool of the plan that runs it.
 //!
-//! A session runs a multi-threaded plan on a worker of its pool with tract's executor set to
-//! that pool ([`crate::threads`]); an op reads it back here and splits its output on row
+//! A session runs a multi-threaded plan on a worker of its pool ([`crate::threads`]) inside
+//! [`with_pool`]; an op reads the pool back here ([`current_pool`]) and splits its output on row
 //! boundaries, so every row is computed as on one thread, by the same code, in the same order.
+use std::cell::RefCell;
 use std::sync::Arc;
 
+use rayon::prelude::*;
 use rayon::ThreadPool;
-use tract_onnx::tract_core::tract_linalg::multithread::{current_tract_executor, Executor};
+use tract_onnx::prelude::TractResult;
+
+thread_local! {
+    /// The pool of the plan running on this thread.
+    static CURRENT: RefCell<Option<Arc<ThreadPool>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with `pool` as the running plan's pool on this thread.
+pub(crate) fn with_pool<R>(pool: &Arc<ThreadPool>, f: impl FnOnce() -> R) -> R {
+    let previous = CURRENT.replace(Some(pool.clone()));
+    let result = f();
+    CURRENT.set(previous);
+    result
+}
 
 /// The pool of the running plan, when it has more than one thread.
 pub fn current_pool() -> Option<Arc<ThreadPool>> {
-    match current_tract_executor() {
-        Executor::MultiThread(pool) if pool.current_num_threads() > 1 => Some(pool),
-        _ => None,
+    CURRENT
+        .with_borrow(|pool| pool.clone())
+        .filter(|pool| pool.current_num_threads() > 1)
+}
+
+/// Elements below which [`par_rows`] runs on the calling thread.
+pub const MIN_PARALLEL_ELEMENTS: usize = 32768;
+
+/// `f(first_row, block)` over `out` (rows of `row_len` elements) in blocks of whole rows, one
+/// per thread of the running plan's pool, or once over all of `out` without a pool, with
+/// fewer than two rows or under [`MIN_PARALLEL_ELEMENTS`] elements.
+pub fn par_rows<T: Send>(
+    out: &mut [T],
+    row_len: usize,
+    f: impl Fn(usize, &mut [T]) -> TractResult<()> + Sync + Send,
+) -> TractResult<()> {
+    let row_len = row_len.max(1);
+    let rows = out.len() / row_len;
+    match current_pool() {
+        Some(pool) if rows >= 2 && out.len() >= MIN_PARALLEL_ELEMENTS => {
+            let block = block_rows(rows, pool.current_num_threads(), 1);
+            pool.install(|| {
+                out.par_chunks_mut(block * row_len)
+                    .enumerate()
+                    .try_for_each(|(i, chunk)| f(i * block, chunk))
+            })
+        }
+        _ => f(0, out),
     }
 }
 
