@@ -15,12 +15,17 @@ thread_local! {
     static CURRENT: RefCell<Option<Arc<ThreadPool>>> = const { RefCell::new(None) };
 }
 
-/// Runs `f` with `pool` as the running plan's pool on this thread.
+/// Runs `f` with `pool` as the running plan's pool on this thread (the previous one back
+/// afterwards, also when `f` panics).
 pub(crate) fn with_pool<R>(pool: &Arc<ThreadPool>, f: impl FnOnce() -> R) -> R {
-    let previous = CURRENT.replace(Some(pool.clone()));
-    let result = f();
-    CURRENT.set(previous);
-    result
+    struct Restore(Option<Arc<ThreadPool>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CURRENT.set(self.0.take());
+        }
+    }
+    let _restore = Restore(CURRENT.replace(Some(pool.clone())));
+    f()
 }
 
 /// The pool of the running plan, when it has more than one thread.
