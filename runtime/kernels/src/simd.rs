@@ -223,6 +223,8 @@ pub(crate) struct Operands<'a> {
 /// The features of `V` (with FMA); `a` holds `(r − 1) × a_stride + depth` values, `b`
 /// `depth × b_stride`, `c` `(r − 1) × c_stride + b_stride`; `b_stride` is a multiple of
 /// `narrow × LANES`.
+// the x86-64 kernels' tile products (NEON has its own, tested against this one)
+#[cfg(any(target_arch = "x86_64", test))]
 #[inline(always)]
 pub(crate) unsafe fn products<V: F32Lanes, const WIDE: usize, const NARROW: usize>(
     o: Operands,
@@ -243,6 +245,7 @@ pub(crate) unsafe fn products<V: F32Lanes, const WIDE: usize, const NARROW: usiz
     }
 }
 
+#[cfg(any(target_arch = "x86_64", test))]
 #[inline(always)]
 unsafe fn tile_rows<V: F32Lanes, const W: usize>(
     o: Operands,
@@ -259,6 +262,7 @@ unsafe fn tile_rows<V: F32Lanes, const W: usize>(
 }
 
 /// One `R × W·LANES` output tile at `c` from the right columns at `b`.
+#[cfg(any(target_arch = "x86_64", test))]
 #[inline(always)]
 unsafe fn tile<V: F32Lanes, const R: usize, const W: usize>(
     o: Operands,
@@ -344,29 +348,39 @@ pub(crate) unsafe fn softmax<V: F32Lanes>(
     let neg_inf = V::splat(f32::NEG_INFINITY);
     let shared = V::splat(mask.first().copied().unwrap_or(0.0));
     let mut m = neg_inf;
+    // whole registers of scores, then the register the sequence ends in, then padding
+    let full = seq.min(n) / V::LANES * V::LANES;
     let mut i = 0;
-    while i < n {
-        let live = seq.saturating_sub(i).min(V::LANES);
-        let v = if live == V::LANES {
-            let add = if key_stride == 1 {
-                V::load(mask.as_ptr().add(i))
-            } else {
-                shared
-            };
-            V::load(p.add(i)).add(add)
-        } else if live == 0 {
-            neg_inf
+    if key_stride == 1 {
+        while i < full {
+            let v = V::load(p.add(i)).add(V::load(mask.as_ptr().add(i)));
+            v.store(p.add(i));
+            m = m.max(v);
+            i += V::LANES;
+        }
+    } else {
+        while i < full {
+            let v = V::load(p.add(i)).add(shared);
+            v.store(p.add(i));
+            m = m.max(v);
+            i += V::LANES;
+        }
+    }
+    let live = seq.min(n) - full;
+    if live > 0 {
+        let add = if key_stride == 1 {
+            V::load_first(mask.as_ptr().add(i), live)
         } else {
-            let add = if key_stride == 1 {
-                V::load_first(mask.as_ptr().add(i), live)
-            } else {
-                shared
-            };
-            // padding lanes: −∞, so that they add nothing to the max and exp to 0
-            V::select(V::first(live), V::load(p.add(i)).add(add), neg_inf)
+            shared
         };
+        // padding lanes: −∞, so that they add nothing to the max and exp to 0
+        let v = V::select(V::first(live), V::load(p.add(i)).add(add), neg_inf);
         v.store(p.add(i));
         m = m.max(v);
+        i += V::LANES;
+    }
+    while i < n {
+        neg_inf.store(p.add(i));
         i += V::LANES;
     }
     let vm = V::splat(m.reduce_max());
@@ -388,10 +402,11 @@ pub(crate) unsafe fn softmax<V: F32Lanes>(
 
 /// The fp32 entry points of one CPU family, each a function compiled with that family's
 /// target features around the generic body: `gelu`, `layer_norm_rows` (features `$base`),
-/// attention's `products` (`$wide`/`$narrow` registers per tile) and `softmax` (features
-/// `$fma`, which include the fused multiply-add).
+/// attention's `softmax` and, when `$wide`/`$narrow` (registers per tile) are given, its
+/// `products` (features `$fma`, which include the fused multiply-add; a family without them
+/// writes its own `products`).
 macro_rules! f32_entry_points {
-    ($v:ty, base = $base:literal, fma = $fma:literal, wide = $wide:literal, narrow = $narrow:literal) => {
+    ($v:ty, base = $base:literal, fma = $fma:literal $(, wide = $wide:literal, narrow = $narrow:literal)?) => {
         /// [`crate::portable::gelu`] of every value, bit for bit.
         ///
         /// # Safety
@@ -418,6 +433,7 @@ macro_rules! f32_entry_points {
             $crate::simd::layer_norm_rows::<$v>(x, residual, gamma, beta, epsilon, y)
         }
 
+        $(
         /// Attention's tile products ([`crate::simd::products`]).
         ///
         /// # Safety
@@ -427,6 +443,7 @@ macro_rules! f32_entry_points {
         pub(crate) unsafe fn products(o: $crate::simd::Operands, c: &mut [f32], r: usize) {
             $crate::simd::products::<$v, $wide, $narrow>(o, c, r)
         }
+        )?
 
         /// Attention's row softmax ([`crate::simd::softmax`]).
         ///

@@ -132,7 +132,10 @@ macro_rules! sdot_8x2 {
 
 /// The quads of depth groups `g..g_end` (a multiple of 4 apart) of a full 8-row × 8-column
 /// tile: the 8 rows' 16 activation bytes are loaded once per quad, then for each
-/// of its 4 groups the 2 registers of codes feed 16 `sdot`s.
+/// of its 4 groups the 2 registers of codes feed 16 `sdot`s. Each row has its own pointer
+/// that steps 16 bytes per quad, and a quad's 8 registers of codes are 4 adjacent pairs
+/// (the tile's two registers of a group are 16 bytes apart, its groups one panel group
+/// apart), so that a quad is 12 loads and 64 `sdot`s.
 ///
 /// # Safety
 /// dotprod; as [`crate::int8_tile::gemm`] requires, with `t` a tile of 8 rows and 2 registers.
@@ -140,29 +143,70 @@ macro_rules! sdot_8x2 {
 #[target_feature(enable = "neon,dotprod")]
 unsafe fn quads_8x2(t: Tile, acc: &mut [[int32x4_t; 2]; 8], g: usize, g_end: usize) {
     let w = t.w;
+    debug_assert_eq!(w.depth, DEPTH);
     let stride = w.stride();
-    let a_ptr = t.a.as_ptr().add(t.r * stride);
-    let w_ptr = w.data.as_ptr();
-    // the two registers' codes of group `g` (consecutive groups are one panel group apart)
-    let (at0, at1) = (
-        int8_tile::group_offset::<Dotprod>(w, t.span.col0, 0, 0),
-        int8_tile::group_offset::<Dotprod>(w, t.span.col0, 1, 0),
-    );
-    let step = PANEL * w.depth;
-    let mut g = g;
-    while g < g_end {
-        let mut a = [vdupq_n_s8(0); 8];
-        for (i, v) in a.iter_mut().enumerate() {
-            *v = vld1q_s8(a_ptr.add(i * stride + g * w.depth) as *const i8);
-        }
-        let codes = |q: usize, at: usize| vld1q_s8(w_ptr.add(at + (g + q) * step));
-        sdot_8x2!("0", acc, a, codes(0, at0), codes(0, at1));
-        sdot_8x2!("1", acc, a, codes(1, at0), codes(1, at1));
-        sdot_8x2!("2", acc, a, codes(2, at0), codes(2, at1));
-        sdot_8x2!("3", acc, a, codes(3, at0), codes(3, at1));
-        g += 4;
+    let first_row = t.a.as_ptr().add(t.r * stride + g * DEPTH) as *const i8;
+    let mut rows = [first_row; 8];
+    for (i, row) in rows.iter_mut().enumerate() {
+        *row = first_row.add(i * stride);
+    }
+    let step = PANEL * DEPTH;
+    let mut codes = w
+        .data
+        .as_ptr()
+        .add(int8_tile::group_offset::<Dotprod>(w, t.span.col0, 0, g));
+    for _ in 0..(g_end - g) / 4 {
+        let a = load_rows(&mut rows);
+        // group q's two registers: `codes + q × step` and 16 bytes on
+        let at = |q: usize, j: usize| vld1q_s8(codes.add(q * step + j * 4 * DEPTH));
+        sdot_8x2!("0", acc, a, at(0, 0), at(0, 1));
+        sdot_8x2!("1", acc, a, at(1, 0), at(1, 1));
+        sdot_8x2!("2", acc, a, at(2, 0), at(2, 1));
+        sdot_8x2!("3", acc, a, at(3, 0), at(3, 1));
+        codes = codes.add(4 * step);
     }
 }
+
+/// The next 16 bytes of each of 8 rows, each pointer stepped past them (post-indexed loads:
+/// left to itself the compiler recomputes 7 of the 8 addresses from the first every time).
+///
+/// # Safety
+/// Each pointer has 16 readable bytes.
+#[inline(always)]
+unsafe fn load_rows(rows: &mut [*const i8; 8]) -> [int8x16_t; 8] {
+    let (a0, a1, a2, a3, a4, a5, a6, a7);
+    asm!(
+        "ldr {a0:q}, [{p0}], #16",
+        "ldr {a1:q}, [{p1}], #16",
+        "ldr {a2:q}, [{p2}], #16",
+        "ldr {a3:q}, [{p3}], #16",
+        "ldr {a4:q}, [{p4}], #16",
+        "ldr {a5:q}, [{p5}], #16",
+        "ldr {a6:q}, [{p6}], #16",
+        "ldr {a7:q}, [{p7}], #16",
+        p0 = inout(reg) rows[0],
+        p1 = inout(reg) rows[1],
+        p2 = inout(reg) rows[2],
+        p3 = inout(reg) rows[3],
+        p4 = inout(reg) rows[4],
+        p5 = inout(reg) rows[5],
+        p6 = inout(reg) rows[6],
+        p7 = inout(reg) rows[7],
+        a0 = out(vreg) a0,
+        a1 = out(vreg) a1,
+        a2 = out(vreg) a2,
+        a3 = out(vreg) a3,
+        a4 = out(vreg) a4,
+        a5 = out(vreg) a5,
+        a6 = out(vreg) a6,
+        a7 = out(vreg) a7,
+        options(readonly, nostack, preserves_flags)
+    );
+    [a0, a1, a2, a3, a4, a5, a6, a7]
+}
+
+/// Codes per column in one packed group (the VNNI packing).
+const DEPTH: usize = 4;
 
 /// The dotprod int8 register: 4 columns of `i32` sums ([`sdot`]), 8 rows per tile.
 pub(crate) struct Dotprod;

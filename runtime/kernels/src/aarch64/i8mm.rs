@@ -5,8 +5,8 @@
 //! panel, the 8 codes of column `c` then those of `c + 1` are one operand; the activations are
 //! interleaved in row pairs once, before the GEMM, so that a pair's 8 codes of a group are one
 //! load. Tiles of up to 4 row pairs × 4 column pairs (8 × 8 values, 16 accumulators: the
-//! 8×8×8 tile of IREE's i8mm micro-kernel), the whole depth in one pass (an 8-column strip of even a 3072-deep weight is
-//! 24 KiB, within L1). The instruction is written in `asm!` (its intrinsic is not stable Rust).
+//! 8×8×8 tile of IREE's i8mm micro-kernel), the whole depth in one pass, two groups per step (an
+//! 8-column strip of even a 3072-deep weight is 24 KiB, within L1). The instruction is written in `asm!` (its intrinsic is not stable Rust).
 
 use crate::int8_gemm::{Epilogue, PackedInt8Weights, PANEL};
 use std::arch::aarch64::*;
@@ -30,6 +30,24 @@ unsafe fn usmmla(mut acc: int32x4_t, a: uint8x16_t, b: int8x16_t) -> int32x4_t {
         options(pure, nomem, nostack, preserves_flags)
     );
     acc
+}
+
+/// The 32 bytes at `*p` as two registers, `*p` stepped past them (a post-indexed load pair:
+/// left to itself the compiler adds to each pair's pointer separately).
+///
+/// # Safety
+/// `*p` has 32 readable bytes.
+#[inline(always)]
+unsafe fn load_pair(p: &mut *const u8) -> (uint8x16_t, uint8x16_t) {
+    let (a, b);
+    asm!(
+        "ldp {a:q}, {b:q}, [{p}], #32",
+        p = inout(reg) *p,
+        a = out(vreg) a,
+        b = out(vreg) b,
+        options(readonly, nostack, preserves_flags)
+    );
+    (a, b)
 }
 
 /// Rows `rows` of `y[m, n]` (`y` holds exactly those rows) from the quantized activations
@@ -107,21 +125,45 @@ unsafe fn tile<const P: usize>(t: TileArgs) {
         .data
         .as_ptr()
         .add(((t.col / PANEL) * groups * PANEL + t.col % PANEL) * DEPTH);
-    for g in 0..groups {
-        let codes = panel.add(g * PANEL * DEPTH);
+    // the codes of group `g` for the tile's 4 column pairs
+    let codes = |g: usize| {
+        let at = panel.add(g * PANEL * DEPTH);
         let mut b = [vdupq_n_s8(0); COLS / 2];
         for (j, v) in b.iter_mut().enumerate() {
-            *v = vld1q_s8(codes.add(j * 2 * DEPTH));
+            *v = vld1q_s8(at.add(j * 2 * DEPTH));
         }
-        for (i, acc) in acc.iter_mut().enumerate() {
-            // the pair's 8 codes of this group, first row then second
-            let x = vld1q_u8(x_at.add(i * 2 * stride + g * 2 * DEPTH));
-            for (acc, &b) in acc.iter_mut().zip(&b) {
-                *acc = usmmla(*acc, x, b);
+        b
+    };
+    // two groups at a time: a pair's 16 bytes of two groups are adjacent (one load pair,
+    // each pair's pointer stepped past them)
+    let mut x = [x_at; P];
+    for (i, x) in x.iter_mut().enumerate() {
+        *x = x_at.add(i * 2 * stride);
+    }
+    for step in 0..groups / 2 {
+        let (b0, b1) = (codes(2 * step), codes(2 * step + 1));
+        for i in 0..P {
+            // the pair's 8 codes of each group, first row then second
+            let (x0, x1) = load_pair(&mut x[i]);
+            for j in 0..COLS / 2 {
+                acc[i][j] = usmmla(usmmla(acc[i][j], x0, b0[j]), x1, b1[j]);
+            }
+        }
+    }
+    if groups % 2 == 1 {
+        let b = codes(groups - 1);
+        for i in 0..P {
+            let x = vld1q_u8(x[i]);
+            for j in 0..COLS / 2 {
+                acc[i][j] = usmmla(acc[i][j], x, b[j]);
             }
         }
     }
     // epilogue, 4 columns at a time: `(sum − zp × Σ w) as f32 × scale (+ bias)`
+    if t.rows.start <= 2 * t.p && 2 * (t.p + P) <= t.rows.end && t.col + COLS <= n {
+        store_whole(&t, &acc);
+        return;
+    }
     for half in 0..2 {
         let c = t.col + 4 * half;
         if c >= n {
@@ -158,6 +200,37 @@ unsafe fn tile<const P: usize>(t: TileArgs) {
                     vst1q_f32(tmp.as_mut_ptr(), v);
                     std::ptr::copy_nonoverlapping(tmp.as_ptr(), out, live);
                 }
+            }
+        }
+    }
+}
+
+/// The epilogue of a tile whose rows are all stored and whose 8 columns all exist: the same
+/// arithmetic as the general one in [`tile`], without its per-row and per-column checks.
+#[inline(always)]
+unsafe fn store_whole<const P: usize>(t: &TileArgs, acc: &[[int32x4_t; COLS / 2]; P]) {
+    let (w, n) = (t.w, t.w.n);
+    let zp = vdupq_n_s32(i32::from(t.zp));
+    for half in 0..2 {
+        let c = t.col + 4 * half;
+        let correction = vmulq_s32(zp, vld1q_s32(w.col_sums.as_ptr().add(c)));
+        let scale = vld1q_f32(t.e.scales.as_ptr().add(c));
+        let bias = t.e.bias.map(|b| vld1q_f32(b.as_ptr().add(c)));
+        let mut out = t.y.add((2 * t.p - t.rows.start) * n + c);
+        for acc in acc {
+            let (lo, hi) = (
+                vreinterpretq_s64_s32(acc[2 * half]),
+                vreinterpretq_s64_s32(acc[2 * half + 1]),
+            );
+            // row 0 of the pair: lanes 0, 1 of each column pair; row 1: lanes 2, 3
+            for sum in [vzip1q_s64(lo, hi), vzip2q_s64(lo, hi)] {
+                let exact = vsubq_s32(vreinterpretq_s32_s64(sum), correction);
+                let mut v = vmulq_f32(vcvtq_f32_s32(exact), scale);
+                if let Some(bias) = bias {
+                    v = vaddq_f32(v, bias);
+                }
+                vst1q_f32(out, v);
+                out = out.add(n);
             }
         }
     }

@@ -141,13 +141,8 @@ impl F32Lanes for float32x4_t {
     }
 }
 
-crate::simd::f32_entry_points!(
-    float32x4_t,
-    base = "neon",
-    fma = "neon",
-    wide = 4,
-    narrow = 4
-);
+crate::simd::f32_entry_points!(float32x4_t, base = "neon", fma = "neon");
+pub(crate) use super::neon_attention::products;
 
 /// `(min(0, min x), max(0, max x))` of `rows` (NaN ignored: `fminnm`/`fmaxnm` keep the number),
 /// the same values as [`portable::min_max`] (the final fold from 0 keeps its +0).
