@@ -4,7 +4,8 @@
 //!
 //! Order of preference, fastest first: x86-64 AVX-512 VNNI > AVX2 (int8 only with 7-bit
 //! codes) > portable; aarch64 i8mm > dotprod > NEON (every aarch64 CPU has NEON, so an int8
-//! model always keeps an int8 kernel there); anything else: portable.
+//! model always keeps an int8 kernel there); armv7 with NEON: the NEON int8 kernel, the rest
+//! portable; anything else: portable.
 
 use crate::attention::AttentionKernel;
 use crate::gelu::GeluKernel;
@@ -31,6 +32,9 @@ pub struct CpuFeatures {
     pub dotprod: bool,
     /// aarch64 int8 matrix multiply (`smmla`/`usmmla`, Armv8.6 FEAT_I8MM).
     pub i8mm: bool,
+    /// 32-bit Arm NEON (every ARMv7 core of a Raspberry Pi 2, 3, 4 or 5 has it): the int8
+    /// GEMM only.
+    pub armv7_neon: bool,
 }
 
 impl CpuFeatures {
@@ -51,6 +55,10 @@ impl CpuFeatures {
             f.neon = std::arch::is_aarch64_feature_detected!("neon");
             f.dotprod = f.neon && std::arch::is_aarch64_feature_detected!("dotprod");
             f.i8mm = f.neon && std::arch::is_aarch64_feature_detected!("i8mm");
+        }
+        #[cfg(target_arch = "arm")]
+        {
+            f.armv7_neon = crate::arm::has_neon();
         }
         f
     }
@@ -81,7 +89,7 @@ pub fn int8_kernel(seven_bit: bool) -> Kernel {
         Kernel::I8mm
     } else if f.dotprod {
         Kernel::Dotprod
-    } else if f.neon {
+    } else if f.neon || f.armv7_neon {
         Kernel::Neon
     } else {
         Kernel::Portable
@@ -146,6 +154,8 @@ pub fn cpu() -> &'static str {
         "aarch64 NEON dotprod"
     } else if f.neon {
         "aarch64 NEON"
+    } else if f.armv7_neon {
+        "armv7 NEON"
     } else {
         "portable"
     }

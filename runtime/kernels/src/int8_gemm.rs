@@ -137,7 +137,10 @@ impl PackedInt8Weights {
 
     /// Whether no code is −128: then two products of a shifted activation (`q − 128`) and a
     /// code sum exactly in `i16` (at most 2 × 128 × 127 = 32512 in magnitude).
-    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    #[cfg_attr(
+        not(any(target_arch = "aarch64", target_arch = "arm")),
+        allow(dead_code)
+    )]
     pub(crate) fn pairs_fit_i16(&self) -> bool {
         self.pairs_fit_i16
     }
@@ -209,7 +212,7 @@ impl Kernel {
             Kernel::Avx2 => f.avx2,
             Kernel::I8mm => f.i8mm,
             Kernel::Dotprod => f.dotprod,
-            Kernel::Neon => f.neon,
+            Kernel::Neon => f.neon || f.armv7_neon,
             Kernel::Portable => true,
         }
     }
@@ -435,6 +438,10 @@ pub fn prepare_linear<'s>(
         // SAFETY: NEON is available (`runs`, checked above).
         unsafe { crate::aarch64::neon_int8::shift_codes(quantized) };
     }
+    #[cfg(target_arch = "arm")]
+    if kernel == Kernel::Neon {
+        crate::arm::neon_int8::shift_codes(quantized);
+    }
     let codes: &[u8] = if kernel == Kernel::I8mm {
         interleave_pairs(quantized, m, stride, pairs);
         pairs
@@ -541,6 +548,12 @@ impl PreparedLinear<'_> {
             // shifted (`prepare_linear`).
             Kernel::Neon => unsafe {
                 crate::aarch64::neon_int8::gemm(a, m, weights, zero_point, epilogue, y)
+            },
+            #[cfg(target_arch = "arm")]
+            // SAFETY: NEON is available, the packing 16 deep (as above) and the activations
+            // shifted (`prepare_linear`).
+            Kernel::Neon => unsafe {
+                crate::arm::neon_int8::gemm(a, m, weights, zero_point, epilogue, y)
             },
             _ => portable::gemm(a, m, weights, zero_point, epilogue, y),
         }
@@ -1041,8 +1054,8 @@ mod tests {
 
     /// Asserts that the CPU runs `kernel` and that it equals the graph arithmetic on every
     /// shape and code, −128 and 127 included.
-    #[cfg(target_arch = "aarch64")]
-    fn assert_aarch64_kernel(kernel: Kernel) {
+    #[cfg(any(target_arch = "aarch64", target_arch = "arm"))]
+    fn assert_arm_kernel(kernel: Kernel) {
         // a CPU expected to pick i8mm has dotprod and NEON too; one picking dotprod has NEON
         let order = ["neon", "dotprod", "i8mm"];
         let rank = |name: &str| order.iter().position(|&o| o == name);
@@ -1086,22 +1099,22 @@ mod tests {
         assert!(kernel.runs(&w) && !w.exact_on_avx2());
     }
 
-    #[cfg(target_arch = "aarch64")]
+    #[cfg(any(target_arch = "aarch64", target_arch = "arm"))]
     #[test]
     fn neon_kernel_equals_the_graph_arithmetic_bit_for_bit() {
-        assert_aarch64_kernel(Kernel::Neon);
+        assert_arm_kernel(Kernel::Neon);
     }
 
     #[cfg(target_arch = "aarch64")]
     #[test]
     fn dotprod_kernel_equals_the_graph_arithmetic_bit_for_bit() {
-        assert_aarch64_kernel(Kernel::Dotprod);
+        assert_arm_kernel(Kernel::Dotprod);
     }
 
     #[cfg(target_arch = "aarch64")]
     #[test]
     fn i8mm_kernel_equals_the_graph_arithmetic_bit_for_bit() {
-        assert_aarch64_kernel(Kernel::I8mm);
+        assert_arm_kernel(Kernel::I8mm);
     }
 
     #[cfg(target_arch = "aarch64")]

@@ -10,7 +10,8 @@
 //! public API; [`dispatch`] detects the CPU once and picks each op's kernel; `portable` holds
 //! the scalar reference of every kernel; `simd` the fp32 kernels written once over a vector
 //! register and `int8_tile` the int8 GEMM micro-tile written once over an `i32` register; the
-//! CPU family folders (`x86_64/`: AVX2, AVX-512; `aarch64/`: NEON, dotprod, i8mm) hold the
+//! CPU family folders (`x86_64/`: AVX2, AVX-512; `aarch64/`: NEON, dotprod, i8mm; `arm/`: armv7
+//! NEON) hold the
 //! instructions and compile those bodies with their target features.
 pub mod attention;
 pub mod dispatch;
@@ -26,5 +27,7 @@ mod simd;
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
+#[cfg(target_arch = "arm")]
+mod arm;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;

@@ -7,8 +7,8 @@ use edgebert_kernels::int8_gemm::Kernel;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Int8Mode {
     /// The fastest exact path for this CPU: the runtime's kernel on x86-64 (AVX-512 VNNI, or
-    /// AVX2 with 7-bit codes) and on every aarch64 CPU (NEON, dotprod or i8mm), dequantized fp32
-    /// elsewhere.
+    /// AVX2 with 7-bit codes), on every aarch64 CPU (NEON, dotprod or i8mm) and on armv7 CPUs
+    /// with NEON, dequantized fp32 elsewhere.
     #[default]
     Auto,
     /// Always tract's integer kernels (MatMulInteger).
@@ -63,7 +63,7 @@ impl Int8Path {
 /// Whether `auto` runs an int8 model whose codes are 7-bit (`seven_bit`) or full-range on the
 /// runtime's own kernel on this CPU: every CPU whose int8 kernel is not the portable loop
 /// (x86-64 with AVX-512 VNNI, or AVX2 for 7-bit codes; every aarch64 CPU: NEON, dotprod or
-/// i8mm). The others dequantize.
+/// i8mm; armv7 with NEON). The others dequantize.
 pub fn auto_takes_kernel(seven_bit: bool) -> bool {
     int8_kernel(seven_bit) != Kernel::Portable
 }
