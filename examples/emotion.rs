@@ -16,6 +16,7 @@ use edgebert_runtime::Session;
 use edgebert_trainer::export::{export, ExportOpts};
 use edgebert_trainer::extract::{extract, ExtractOptions};
 use edgebert_trainer::finetune::{finetune, FinetuneOptions};
+use edgebert_trainer::hub::card::{write_model_card, CardOptions};
 use std::path::PathBuf;
 
 /// Hub label order of emotion (the book's).
@@ -131,6 +132,15 @@ fn main() -> anyhow::Result<()> {
             "export: int8 runtime accuracy {:.4} (fp32 candle {:.4}), label agreement {:.4}",
             v.runtime_accuracy, v.candle_accuracy, v.agreement
         );
+    }
+
+    // the model card, now with the export's runtime numbers
+    let card = CardOptions {
+        export_dir: Some(export_dir.clone()),
+        ..Default::default()
+    };
+    if let Some(p) = write_model_card(&finetuned, &card).context("model card")? {
+        println!("model card: {}", p.display());
     }
 
     eprintln!("== classify with the edge runtime");
