@@ -6,7 +6,8 @@
 //! interleaved in row pairs once, before the GEMM, so that a pair's 8 codes of a group are one
 //! load. Tiles of up to 4 row pairs × 4 column pairs (8 × 8 values, 16 accumulators: the
 //! 8×8×8 tile of IREE's i8mm micro-kernel), the whole depth in one pass, two groups per step (an
-//! 8-column strip of even a 3072-deep weight is 24 KiB, within L1). The instruction is written in `asm!` (its intrinsic is not stable Rust).
+//! 8-column strip of even a 3072-deep weight is 24 KiB, within L1). The instruction is written
+//! in `asm!` (its intrinsic is not stable Rust).
 
 use crate::int8_gemm::{Epilogue, PackedInt8Weights, PANEL};
 use std::arch::aarch64::*;
@@ -140,6 +141,7 @@ unsafe fn tile<const P: usize>(t: TileArgs) {
     for (i, x) in x.iter_mut().enumerate() {
         *x = x_at.add(i * 2 * stride);
     }
+    // (index loops: over iterator chains the compiler kept the accumulators in memory)
     for step in 0..groups / 2 {
         let (b0, b1) = (codes(2 * step), codes(2 * step + 1));
         for i in 0..P {
