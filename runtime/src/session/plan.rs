@@ -1,7 +1,8 @@
 //! Sequence-length buckets and their plans.
 //!
-//! Buckets are powers of two from 8 up to `max_len` (plus `max_len` itself), so padding at
-//! most doubles the work. A plan is built on first use (lazy, the default) or all at load
+//! Buckets are the multiples of 8 up to 64, then lengths a quarter apart at most (80, 96, 112,
+//! 128, 160, …; [`bucket_lengths`]), so a text is padded by fewer than 8 tokens up to 64 and by
+//! under a quarter beyond. A plan is built on first use (lazy, the default) or all at load
 //! ([`super::SessionOptions::eager`]). The first plan types the parsed graph with its bucket's
 //! length, the fastest way to a first result; once a second plan is needed, the graph is typed
 //! and decluttered once with a symbolic length `S` and every further plan only binds `S` and
@@ -81,13 +82,16 @@ fn concrete(
     Ok(typed)
 }
 
-/// Bucket lengths for `max_len`: 8, 16, 32, ... below `max_len`, then `max_len`.
+/// Bucket lengths for `max_len`: every multiple of 8 up to 64, then steps of a power of two
+/// within a quarter of the length (80, 96, 112, 128, 160, …, 256, 320, …), below `max_len`, then
+/// `max_len`: a text is padded by fewer than 8 tokens up to 64 and by under a quarter beyond.
 pub(super) fn bucket_lengths(max_len: usize) -> Vec<usize> {
     let mut v = Vec::new();
     let mut s = MIN_BUCKET;
     while s < max_len {
         v.push(s);
-        s *= 2;
+        // the largest power of two within a quarter of `s`, at least 8
+        s += MIN_BUCKET.max(1 << (s / 4).max(1).ilog2());
     }
     v.push(max_len);
     v
@@ -355,18 +359,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bucket_lengths_never_more_than_double() {
-        assert_eq!(bucket_lengths(64), vec![8, 16, 32, 64]);
-        assert_eq!(bucket_lengths(512), vec![8, 16, 32, 64, 128, 256, 512]);
-        assert_eq!(bucket_lengths(100), vec![8, 16, 32, 64, 100]);
+    fn buckets_pad_by_under_8_tokens_or_a_quarter() {
+        assert_eq!(bucket_lengths(64), vec![8, 16, 24, 32, 40, 48, 56, 64]);
+        assert_eq!(
+            bucket_lengths(512),
+            vec![
+                8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448,
+                512
+            ]
+        );
+        assert_eq!(
+            bucket_lengths(100),
+            vec![8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 100]
+        );
         assert_eq!(bucket_lengths(5), vec![5]);
-        for max in 2..=512 {
+        for max in 2..=1024 {
             let b = bucket_lengths(max);
             assert_eq!(*b.last().expect("non-empty"), max);
+            assert!(b.windows(2).all(|w| w[0] < w[1]), "max {max}: {b:?}");
             for tokens in 2..=max {
                 let s = *b.iter().find(|&&s| s >= tokens).expect("a bucket fits");
                 assert!(
-                    s <= (2 * tokens).max(8),
+                    s < tokens + 8 || 4 * s < 5 * tokens,
                     "max {max}: {tokens} tokens padded to {s}"
                 );
             }
