@@ -7,7 +7,9 @@ The two engines alternate, per model, for --rounds rounds (candle, then PyTorch,
 summary is the median of the per-round ratios: on a machine whose speed drifts by tens of percent within minutes,
 a ratio of two runs taken minutes apart says more about the drift than about the engines.
 
-Usage: python3 scripts/bench-train-step.py [--threads 2] [--steps 10] [--rounds 3] [--skip-candle]
+Usage: python3 scripts/bench-train-step.py [--threads 2] [--steps 10] [--rounds 3] [--skip-candle] [--json FILE]
+--json FILE also writes the medians, every round and the machine (docs/results/train-step.json, from which
+scripts/render-docs draws docs/img/train-step.png and the table of docs/benchmarks.md).
 Needs torch + transformers (PyPI); builds the example once with
 `cargo build --release -p edgebert-trainer --example train_step` and runs it as `train_step STEPS MODEL`.
 """
@@ -104,6 +106,7 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3, help="alternating candle/PyTorch rounds per model")
     ap.add_argument("--skip-candle", action="store_true")
+    ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     ap.add_argument("--torch-only", metavar="MODEL", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.torch_only:
@@ -111,6 +114,7 @@ def main():
         return
     binary = None if args.skip_candle else build_candle()
     print(f"batch {BATCH}x{SEQ}, {args.threads} threads, forward+backward+AdamW, {args.rounds} alternating rounds")
+    rows = []
     for name in ("minilm", "distilbert-base"):
         pts, cds = [], []
         for r in range(args.rounds):
@@ -125,6 +129,23 @@ def main():
             ratios = sorted(c / p for c, p in zip(cds, pts))
             print(f"{name:16s} median ratio {statistics.median(ratios):.2f}x "
                   f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)})", flush=True)
+            rows.append({"model": name, "candle_tokens_per_s": statistics.median(cds),
+                         "torch_tokens_per_s": statistics.median(pts), "ratio": statistics.median(ratios),
+                         "candle_rounds": cds, "torch_rounds": pts})
+    if args.json:
+        if not rows:
+            sys.exit("bench-train-step: --json needs the candle side (no --skip-candle)")
+        import torch
+        sys.path.insert(0, str(ROOT / "scripts"))
+        from machine_info import machine
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps({"batch": BATCH, "seq": SEQ, "threads": args.threads, "steps": args.steps,
+                                   "rounds": args.rounds, "torch": torch.__version__, "rows": rows,
+                                   "machine": machine()}, indent=1))
+        tmp.replace(out)
+        print(f"wrote {out}")
 
 
 if __name__ == "__main__":
