@@ -26,7 +26,6 @@ pub fn synthetic_text(tok: &Tokenizer, tokens: usize) -> Result<String> {
                 )
             })?,
     };
-    let mut enc = Box::<SeqEncoding>::default();
     let text = vec![word; tokens.saturating_sub(2)].join(" ");
     tok.encode_into(&text, tokens.max(2), &mut enc)?;
     if enc.input_ids.len() != tokens || enc.truncated {
