@@ -1,11 +1,11 @@
 //! How many threads a session runs on, and the process's worker pools.
 //!
-//! One request (a text) is spread over the workers op by op: the int8 Linear over row blocks,
-//! attention over query rows, LayerNorm and GELU over rows, and with the `tract-threads`
+//! One request (a text) is spread over the workers op by op: the int8 Linear over column blocks
+//! (or row blocks when the columns do not share out evenly), attention over query rows, LayerNorm and GELU over rows, and with the `tract-threads`
 //! feature (on by default, off in the device build) tract's own matmuls over their tiles
 //! (tract's `multithread-mm` executor). Many requests ([`crate::Session::classify_many`]) take
-//! one worker each. Every split falls on row or tile boundaries, so results are bit-identical at
-//! any thread count.
+//! one worker each. Every split falls on row, column-group or tile boundaries, so results are
+//! bit-identical at any thread count.
 //!
 //! Pools are rayon pools, built once per process and per thread count and shared by every
 //! session that asks for that count: no thread is spawned per request or per op. Workers spin

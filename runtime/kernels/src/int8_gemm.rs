@@ -503,60 +503,176 @@ impl PreparedLinear<'_> {
         y: &mut [f32],
         partial: &mut [i32],
     ) -> bool {
-        let n = self.weights.n;
-        if rows.start > rows.end
-            || rows.end > self.m
-            || y.len() != rows.len() * n
-            || partial.len() < rows.len() * PARTIAL_PER_ROW
-        {
+        if !self.fits(&rows, y.len(), partial.len()) {
             return false;
         }
+        // SAFETY: the sizes are checked above and `y` is borrowed whole.
+        unsafe { self.multiply_unchecked(rows, 0..self.weights.n, y.as_mut_ptr(), partial) };
+        true
+    }
+
+    /// Rows `rows` of the output split into at most `blocks` blocks of whole
+    /// [`COLUMN_BLOCK`]-column groups, each to be computed by [`ColumnBlocks::run`], on any
+    /// thread: every block writes its own columns of `y` (which holds exactly those rows,
+    /// `rows.len() × n` values), and together they write every value. Each thread reads only
+    /// its columns' weights. `None` when `rows` is not within `0..m` or `y` has the wrong size.
+    pub fn column_blocks<'y>(
+        &'y self,
+        rows: std::ops::Range<usize>,
+        y: &'y mut [f32],
+        blocks: usize,
+    ) -> Option<ColumnBlocks<'y>> {
+        if !self.fits(&rows, y.len(), rows.len() * PARTIAL_PER_ROW) {
+            return None;
+        }
+        let groups = self.weights.n.div_ceil(COLUMN_BLOCK);
+        let per_block = groups.div_ceil(blocks.clamp(1, ColumnBlocks::MAX));
+        Some(ColumnBlocks {
+            prepared: self,
+            rows,
+            y: y.as_mut_ptr(),
+            per_block: per_block * COLUMN_BLOCK,
+            blocks: groups.div_ceil(per_block),
+            claimed: std::sync::atomic::AtomicU64::new(0),
+            _y: std::marker::PhantomData,
+        })
+    }
+
+    /// Whether `rows` is within `0..m`, `y_len` is their `rows.len() × n` values and
+    /// `partial_len` holds their partial sums.
+    fn fits(&self, rows: &std::ops::Range<usize>, y_len: usize, partial_len: usize) -> bool {
+        rows.start <= rows.end
+            && rows.end <= self.m
+            && y_len == rows.len() * self.weights.n
+            && partial_len >= rows.len() * PARTIAL_PER_ROW
+    }
+
+    /// Columns `cols` of rows `rows` of the output into `y` (row stride `n`).
+    ///
+    /// # Safety
+    /// `rows` is within `0..m`; `y` is valid for writes of `rows.len() × n` values and no
+    /// other thread reads or writes columns `cols` of them during the call; `partial` holds
+    /// `rows.len() × PARTIAL_PER_ROW` values; `cols` is within `0..n` and starts on a multiple
+    /// of [`COLUMN_BLOCK`].
+    #[cfg_attr(target_arch = "arm", allow(unused_variables))]
+    unsafe fn multiply_unchecked(
+        &self,
+        rows: std::ops::Range<usize>,
+        cols: std::ops::Range<usize>,
+        y: *mut f32,
+        partial: &mut [i32],
+    ) {
         let m = rows.len();
-        if m == 0 {
-            return true;
+        if m == 0 || cols.is_empty() {
+            return;
         }
         let stride = self.weights.stride();
         let (weights, zero_point, epilogue) = (self.weights, self.zero_point, self.epilogue);
         #[cfg(target_arch = "aarch64")]
         if self.kernel == Kernel::I8mm {
             // SAFETY: i8mm is available and the packing 8 deep (`runs`, checked by
-            // `prepare_linear`), `a` holds the rows interleaved in pairs, the sizes are
-            // consistent (checked above).
-            unsafe { crate::aarch64::i8mm::gemm(self.a, rows, weights, zero_point, epilogue, y) };
-            return true;
+            // `prepare_linear`), `a` holds the rows interleaved in pairs, the sizes and
+            // columns as the caller guarantees.
+            crate::aarch64::i8mm::gemm(self.a, rows, weights, zero_point, epilogue, y, cols);
+            return;
         }
         let a = &self.a[rows.start * stride..rows.end * stride];
         match self.kernel {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: AVX-512 VNNI is available and the packing is 4 deep (`runs`, checked by
-            // `prepare_linear`); the sizes are consistent (checked above).
-            Kernel::Avx512Vnni => unsafe {
-                crate::x86_64::avx512::gemm(a, m, weights, zero_point, epilogue, y, partial)
-            },
+            // `prepare_linear`); the sizes and columns as the caller guarantees.
+            Kernel::Avx512Vnni => {
+                crate::x86_64::avx512::gemm(a, m, weights, zero_point, epilogue, y, partial, cols)
+            }
             #[cfg(target_arch = "x86_64")]
             // SAFETY: AVX2 is available, the codes 7-bit and the packing 4 deep (as above).
-            Kernel::Avx2 => unsafe {
-                crate::x86_64::avx2::gemm(a, m, weights, zero_point, epilogue, y, partial)
-            },
+            Kernel::Avx2 => {
+                crate::x86_64::avx2::gemm(a, m, weights, zero_point, epilogue, y, partial, cols)
+            }
             #[cfg(target_arch = "aarch64")]
             // SAFETY: dotprod is available and the packing 4 deep (as above).
-            Kernel::Dotprod => unsafe {
-                crate::aarch64::dotprod::gemm(a, m, weights, zero_point, epilogue, y, partial)
-            },
+            Kernel::Dotprod => {
+                crate::aarch64::dotprod::gemm(a, m, weights, zero_point, epilogue, y, partial, cols)
+            }
             #[cfg(target_arch = "aarch64")]
             // SAFETY: NEON is available, the packing 16 deep (as above) and the activations
             // shifted (`prepare_linear`).
-            Kernel::Neon => unsafe {
-                crate::aarch64::neon_int8::gemm(a, m, weights, zero_point, epilogue, y)
-            },
+            Kernel::Neon => {
+                crate::aarch64::neon_int8::gemm(a, m, weights, zero_point, epilogue, y, cols)
+            }
             #[cfg(target_arch = "arm")]
             // SAFETY: NEON is available, the packing 16 deep (as above) and the activations
             // shifted (`prepare_linear`).
-            Kernel::Neon => unsafe {
-                crate::arm::neon_int8::gemm(a, m, weights, zero_point, epilogue, y)
-            },
-            _ => portable::gemm(a, m, weights, zero_point, epilogue, y),
+            Kernel::Neon => {
+                crate::arm::neon_int8::gemm(a, m, weights, zero_point, epilogue, y, cols)
+            }
+            // SAFETY: sizes and columns as the caller guarantees.
+            _ => portable::gemm(a, m, weights, zero_point, epilogue, y, cols),
         }
+    }
+}
+
+/// Columns per group of [`PreparedLinear::column_blocks`]: a whole number of every kernel's
+/// column step (two panels).
+pub const COLUMN_BLOCK: usize = 2 * PANEL;
+
+/// The rows of one [`PreparedLinear`] product split into column blocks
+/// ([`PreparedLinear::column_blocks`]), which threads compute in any order, each block once.
+pub struct ColumnBlocks<'y> {
+    prepared: &'y PreparedLinear<'y>,
+    rows: std::ops::Range<usize>,
+    /// The output rows, borrowed mutably for `'y`.
+    y: *mut f32,
+    /// Columns per block (a multiple of [`COLUMN_BLOCK`]).
+    per_block: usize,
+    blocks: usize,
+    /// Bit `b` is set once block `b` has been run.
+    claimed: std::sync::atomic::AtomicU64,
+    _y: std::marker::PhantomData<&'y mut [f32]>,
+}
+
+// SAFETY: a block writes only its own columns of `y`, and `claimed` lets each block run once,
+// so threads sharing a `ColumnBlocks` never touch the same value.
+unsafe impl Sync for ColumnBlocks<'_> {}
+
+impl ColumnBlocks<'_> {
+    /// The most blocks one split has.
+    pub const MAX: usize = 64;
+
+    /// How many blocks there are (`run` takes `0..len()`).
+    pub fn len(&self) -> usize {
+        self.blocks
+    }
+
+    /// Whether there is no block (never: a product has at least one column).
+    pub fn is_empty(&self) -> bool {
+        self.blocks == 0
+    }
+
+    /// Computes block `block` with `partial` (at least `rows × PARTIAL_PER_ROW` values) for
+    /// its partial sums. Returns `false`, computing nothing, when `block` is out of range, has
+    /// already been run, or `partial` is too short.
+    pub fn run(&self, block: usize, partial: &mut [i32]) -> bool {
+        if block >= self.blocks || partial.len() < self.rows.len() * PARTIAL_PER_ROW {
+            return false;
+        }
+        let bit = 1u64 << block;
+        let before = self
+            .claimed
+            .fetch_or(bit, std::sync::atomic::Ordering::Relaxed);
+        if before & bit != 0 {
+            return false;
+        }
+        let n = self.prepared.weights.n;
+        let start = block * self.per_block;
+        let cols = start..(start + self.per_block).min(n);
+        // SAFETY: the rows and `y`'s size were checked by `column_blocks`; `y` stays borrowed
+        // for `'y`; this block's columns are written by this call only (claimed above); the
+        // columns start on a multiple of `COLUMN_BLOCK`.
+        unsafe {
+            self.prepared
+                .multiply_unchecked(self.rows.clone(), cols, self.y, partial)
+        };
         true
     }
 }
@@ -1294,6 +1410,66 @@ mod tests {
                 assert!(!prepared.multiply(m..m + 1, &mut y, partial));
                 assert!(!prepared.multiply(0..1, &mut y[..n - 1], partial));
                 assert!(!prepared.multiply(0..1, &mut y, &mut []));
+                assert!(y.iter().all(|&v| v == 1.5));
+            }
+        }
+    }
+
+    /// Column blocks (any count, computed in any order, on several threads at once, depth past
+    /// one chunk included) give the values of one call over every column, for every kernel
+    /// this CPU runs, with bias; a block runs once, and bad blocks, rows or sizes are refused.
+    #[test]
+    fn column_blocks_equal_one_call_bit_for_bit() {
+        for (m, k, n) in [(1, 7, 5), (7, 33, 70), (13, 600, 100), (37, 128, 257)] {
+            let (x, codes, scales) = case(m, k, n, 63, (m * 5 + k * 3 + n) as u64);
+            let bias: Vec<f32> = (0..n).map(|c| 0.25 * c as f32 - 3.0).collect();
+            for kernel in kernels() {
+                let w = PackedInt8Weights::pack_for(&codes, k, n, kernel).expect("sizes");
+                let mut whole = vec![f32::NAN; m * n];
+                let mut scratch = Scratch::default();
+                assert!(linear(
+                    &x,
+                    &w,
+                    &scales,
+                    &bias,
+                    &mut whole,
+                    kernel,
+                    &mut scratch
+                ));
+                for blocks in [1, 2, 3, 7, 64, 1000] {
+                    let (prepared, _) =
+                        prepare_linear(&x, None, &w, &scales, &bias, kernel, &mut scratch)
+                            .expect("prepared");
+                    let mut split = vec![f32::NAN; m * n];
+                    let split_blocks = prepared
+                        .column_blocks(0..m, &mut split, blocks)
+                        .expect("consistent sizes");
+                    let count = split_blocks.len();
+                    assert!((1..=blocks.min(ColumnBlocks::MAX)).contains(&count));
+                    std::thread::scope(|s| {
+                        for t in 0..3 {
+                            let split_blocks = &split_blocks;
+                            s.spawn(move || {
+                                let mut partial = vec![0; m * PARTIAL_PER_ROW];
+                                for b in (0..count).rev().filter(|b| b % 3 == t) {
+                                    assert!(split_blocks.run(b, &mut partial));
+                                }
+                            });
+                        }
+                    });
+                    let mut partial = vec![0; m * PARTIAL_PER_ROW];
+                    assert!(!split_blocks.run(0, &mut partial), "a block runs once");
+                    assert!(!split_blocks.run(count, &mut partial));
+                    assert_eq!(split, whole, "{kernel:?} {m}×{k}×{n} in {blocks} blocks");
+                }
+                let (prepared, _) =
+                    prepare_linear(&x, None, &w, &scales, &bias, kernel, &mut scratch)
+                        .expect("prepared");
+                let mut y = vec![1.5; m * n];
+                assert!(prepared.column_blocks(0..m + 1, &mut y, 2).is_none());
+                assert!(prepared.column_blocks(0..m, &mut y[1..], 2).is_none());
+                let blocks = prepared.column_blocks(0..m, &mut y, 2).expect("sizes");
+                assert!(!blocks.run(0, &mut []), "partial sums too short");
                 assert!(y.iter().all(|&v| v == 1.5));
             }
         }

@@ -38,6 +38,9 @@ pub(crate) struct Tile<'a> {
     pub r: usize,
     /// Panel and depth.
     pub span: Span,
+    /// First column and depth group of the chunk after this one, if any (the first row tile
+    /// prefetches it into L2 while the other tiles compute).
+    pub next: Option<(usize, usize)>,
     /// The packed weights.
     pub w: &'a PackedInt8Weights,
     /// The activations' zero point.
@@ -73,6 +76,10 @@ pub(crate) trait Int8Lanes {
     /// `LANES` columns' codes of one depth group at `at` (prefetching ahead when `stream`: the
     /// first row block streams the weights).
     unsafe fn weights(at: *const i8, stream: bool) -> Self::V;
+    /// Prefetches the line at `at` (which may lie past the weights) into L2 for a later chunk;
+    /// nothing by default.
+    #[inline(always)]
+    unsafe fn prefetch_next(_at: *const i8) {}
     /// Four activation codes in every 32-bit lane.
     unsafe fn broadcast(four: i32) -> Self::V;
     /// `acc + Σ₄ a × w` per lane (`u8 × i8` products).
@@ -91,12 +98,14 @@ pub(crate) trait Int8Lanes {
     unsafe fn tile(rows: usize, width: usize, t: Tile);
 }
 
-/// `y[m, n]` from the quantized rows `a`, `2 × LANES` columns at a time (the second register
-/// only where it holds a real column), depth in chunks, rows in tiles of `ROWS`.
+/// Columns `cols` of `y[m, n]` from the quantized rows `a`, `2 × LANES` columns at a time (the
+/// second register only where it holds a real column), depth in chunks, rows in tiles of
+/// `ROWS`.
 ///
 /// # Safety
 /// The features of `K`; `a.len() ≥ m × w.stride()`, the epilogue's slices hold whole panels,
-/// `y.len() == m × n`, `partial.len() ≥ m × 2·LANES`.
+/// `y` is valid for writes of `m × n` values, `partial.len() ≥ m × 2·LANES`, `cols` is within
+/// `0..n` and starts on a multiple of `2 × LANES`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) unsafe fn gemm<K: Int8Lanes>(
@@ -105,12 +114,13 @@ pub(crate) unsafe fn gemm<K: Int8Lanes>(
     w: &PackedInt8Weights,
     zp: u8,
     e: Epilogue,
-    y: &mut [f32],
+    y: *mut f32,
     partial: &mut [i32],
+    cols: std::ops::Range<usize>,
 ) {
-    let mut col0 = 0;
-    while col0 < w.n {
-        let width = if col0 + K::LANES < w.n { 2 } else { 1 };
+    let mut col0 = cols.start;
+    while col0 < cols.end {
+        let width = if col0 + K::LANES < cols.end { 2 } else { 1 };
         let mut g0 = 0;
         while g0 < w.groups {
             let g1 = (g0 + CHUNK_GROUPS).min(w.groups);
@@ -121,6 +131,13 @@ pub(crate) unsafe fn gemm<K: Int8Lanes>(
                 first: g0 == 0,
                 last: g1 == w.groups,
             };
+            let next = if g1 < w.groups {
+                Some((col0, g1))
+            } else if col0 + 2 * K::LANES < cols.end {
+                Some((col0 + 2 * K::LANES, 0))
+            } else {
+                None
+            };
             let mut r = 0;
             while r < m {
                 let rows = (m - r).min(K::ROWS);
@@ -128,10 +145,11 @@ pub(crate) unsafe fn gemm<K: Int8Lanes>(
                     a,
                     r,
                     span,
+                    next,
                     w,
                     zp,
                     e,
-                    y: y.as_mut_ptr(),
+                    y,
                     partial: partial[r * 2 * K::LANES..].as_mut_ptr(),
                 };
                 K::tile(rows, width, t);
@@ -208,6 +226,12 @@ pub(crate) unsafe fn accumulate<K: Int8Lanes, const R: usize, const B: usize>(
         for (j, v) in wv.iter_mut().enumerate() {
             *v = K::weights(w_ptr.add(group_offset::<K>(w, t.span.col0, j, g)), t.r == 0);
         }
+        if let (0, Some((col, g_next))) = (t.r, t.next) {
+            for j in 0..B {
+                let at = group_offset::<K>(w, col, j, g_next + (g - g0));
+                K::prefetch_next(w_ptr.wrapping_add(at));
+            }
+        }
         for (i, acc_row) in acc.iter_mut().enumerate() {
             let four = (a_ptr.add(i * stride + g * w.depth) as *const i32).read_unaligned();
             let xa = K::broadcast(four);
@@ -263,12 +287,12 @@ pub(crate) use int8_tiles;
 /// with `$features`, and (with `tile`) the generic tile compiled with them too.
 macro_rules! int8_entry_point {
     ($k:ty, $features:literal) => {
-        /// `y[m, n]` from the quantized rows `a` ([`crate::int8_tile::gemm`] over this family's
-        /// register).
+        /// Columns `cols` of `y[m, n]` from the quantized rows `a`
+        /// ([`crate::int8_tile::gemm`] over this family's register).
         ///
         /// # Safety
-        /// The CPU has this family's features; the weights are packed 4 deep; sizes as
-        /// [`crate::int8_tile::gemm`] requires.
+        /// The CPU has this family's features; the weights are packed 4 deep; sizes and
+        /// columns as [`crate::int8_tile::gemm`] requires.
         #[allow(clippy::too_many_arguments)]
         #[target_feature(enable = $features)]
         pub(crate) unsafe fn gemm(
@@ -277,10 +301,11 @@ macro_rules! int8_entry_point {
             w: &$crate::int8_gemm::PackedInt8Weights,
             zp: u8,
             e: $crate::int8_gemm::Epilogue,
-            y: &mut [f32],
+            y: *mut f32,
             partial: &mut [i32],
+            cols: std::ops::Range<usize>,
         ) {
-            $crate::int8_tile::gemm::<$k>(a, m, w, zp, e, y, partial)
+            $crate::int8_tile::gemm::<$k>(a, m, w, zp, e, y, partial, cols)
         }
     };
     ($k:ty, $features:literal, tile) => {

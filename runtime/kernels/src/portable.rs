@@ -70,12 +70,27 @@ pub(crate) fn quantize_rows(
 /// the zero point) with the codes, the zero point taken out with the column sums, then the
 /// epilogue; any code range and either packing. The sums run panel by panel and group by group
 /// through the packed codes (the padding codes are zero, so the padded activations add
-/// nothing); integer sums are exact in any order.
-pub(crate) fn gemm(a: &[u8], m: usize, w: &PackedInt8Weights, zp: u8, e: Epilogue, y: &mut [f32]) {
+/// nothing); integer sums are exact in any order. Only the columns `cols` are computed and
+/// written.
+///
+/// # Safety
+/// `y` is valid for writes of `m × n` values; `cols` is within `0..n` and starts on a multiple
+/// of [`PANEL`].
+pub(crate) unsafe fn gemm(
+    a: &[u8],
+    m: usize,
+    w: &PackedInt8Weights,
+    zp: u8,
+    e: Epilogue,
+    y: *mut f32,
+    cols: std::ops::Range<usize>,
+) {
     let (n, stride, d) = (w.n, w.stride(), w.depth);
     let panel_len = w.groups * PANEL * d;
+    let panels = cols.start / PANEL..cols.end.div_ceil(PANEL);
     for (r, row) in a.chunks_exact(stride).take(m).enumerate() {
-        for (p, panel) in w.data.chunks_exact(panel_len).enumerate() {
+        let chunks = w.data.chunks_exact(panel_len).enumerate();
+        for (p, panel) in chunks.skip(panels.start).take(panels.len()) {
             let mut dots = [0i32; PANEL];
             for (group, act) in panel.chunks_exact(PANEL * d).zip(row.chunks_exact(d)) {
                 for (dot, codes) in dots.iter_mut().zip(group.chunks_exact(d)) {
@@ -85,14 +100,14 @@ pub(crate) fn gemm(a: &[u8], m: usize, w: &PackedInt8Weights, zp: u8, e: Epilogu
                 }
             }
             let first = p * PANEL;
-            for (i, dot) in dots.iter().enumerate().take(n - first) {
+            for (i, dot) in dots.iter().enumerate().take(cols.end - first) {
                 let c = first + i;
                 let sum = dot - i32::from(zp) * w.col_sums[c];
                 let v = sum as f32 * e.scales[c];
-                y[r * n + c] = match e.bias {
+                y.add(r * n + c).write(match e.bias {
                     Some(b) => v + b[c],
                     None => v,
-                };
+                });
             }
         }
     }

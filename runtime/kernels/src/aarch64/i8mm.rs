@@ -51,7 +51,7 @@ unsafe fn load_pair(p: &mut *const u8) -> (uint8x16_t, uint8x16_t) {
     (a, b)
 }
 
-/// Rows `rows` of `y[m, n]` (`y` holds exactly those rows) from the quantized activations
+/// Columns `cols` of rows `rows` of `y[m, n]` (`y` holds exactly those rows) from the quantized activations
 /// `pairs` (`u8` codes with zero point `zp`, rows interleaved in pairs as
 /// `crate::int8_gemm::interleave_pairs` writes them): exact `i32` sums minus `zp × Σ w`, then
 /// the epilogue. A block starting or ending inside a pair computes the whole pair and stores
@@ -59,7 +59,8 @@ unsafe fn load_pair(p: &mut *const u8) -> (uint8x16_t, uint8x16_t) {
 ///
 /// # Safety
 /// The CPU has i8mm; the weights are packed 8 deep; `pairs` holds the pairs of rows
-/// `0..rows.end`, the epilogue's slices hold whole panels, `y.len() == rows.len() × n`.
+/// `0..rows.end`, the epilogue's slices hold whole panels, `y` is valid for writes of
+/// `rows.len() × n` values, `cols` is within `0..n` and starts on a multiple of 8.
 #[target_feature(enable = "neon,i8mm")]
 pub(crate) unsafe fn gemm(
     pairs: &[u8],
@@ -67,11 +68,12 @@ pub(crate) unsafe fn gemm(
     w: &PackedInt8Weights,
     zp: u8,
     e: Epilogue,
-    y: &mut [f32],
+    y: *mut f32,
+    cols: std::ops::Range<usize>,
 ) {
     let (first, end) = (rows.start / 2, rows.end.div_ceil(2));
-    let mut col = 0;
-    while col < w.n {
+    let mut col = cols.start;
+    while col < cols.end {
         let mut p = first;
         while p < end {
             let count = (end - p).min(4);
@@ -83,7 +85,7 @@ pub(crate) unsafe fn gemm(
                 w,
                 zp,
                 e,
-                y: y.as_mut_ptr(),
+                y,
             };
             match count {
                 4 => tile::<4>(t),

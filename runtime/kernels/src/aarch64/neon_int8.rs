@@ -46,12 +46,13 @@ pub(crate) unsafe fn shift_codes(codes: &mut [u8]) {
     }
 }
 
-/// `y[m, n]` from the shifted activation rows `a` ([`shift_codes`] of `u8` codes with zero
-/// point `zp`): exact `i32` sums minus `(zp − 128) × Σ w`, then the epilogue.
+/// Columns `cols` of `y[m, n]` from the shifted activation rows `a` ([`shift_codes`] of `u8`
+/// codes with zero point `zp`): exact `i32` sums minus `(zp − 128) × Σ w`, then the epilogue.
 ///
 /// # Safety
 /// The CPU has NEON; the weights are packed 16 deep; `a.len() ≥ m × w.stride()`, the
-/// epilogue's slices hold whole panels, `y.len() == m × n`.
+/// epilogue's slices hold whole panels, `y` is valid for writes of `m × n` values, `cols` is
+/// within `0..n` and starts on a multiple of 4.
 #[target_feature(enable = "neon")]
 pub(crate) unsafe fn gemm(
     a: &[u8],
@@ -59,11 +60,12 @@ pub(crate) unsafe fn gemm(
     w: &PackedInt8Weights,
     zp: u8,
     e: Epilogue,
-    y: &mut [f32],
+    y: *mut f32,
+    cols: std::ops::Range<usize>,
 ) {
     let paired = w.pairs_fit_i16();
-    let mut col = 0;
-    while col < w.n {
+    let mut col = cols.start;
+    while col < cols.end {
         let mut r = 0;
         while r < m {
             let rows = (m - r).min(ROWS);
@@ -74,7 +76,7 @@ pub(crate) unsafe fn gemm(
                 w,
                 zp,
                 e,
-                y: y.as_mut_ptr(),
+                y,
             };
             match (rows, paired) {
                 (4, true) => tile::<4, true>(t),

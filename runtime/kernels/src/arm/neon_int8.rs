@@ -29,19 +29,21 @@ pub(crate) fn shift_codes(codes: &mut [u8]) {
     }
 }
 
-/// `y[m, n]` from the shifted activation rows `a` ([`shift_codes`] of `u8` codes with zero
-/// point `zp`): exact `i32` sums minus `(zp − 128) × Σ w`, then the epilogue.
+/// Columns `cols` of `y[m, n]` from the shifted activation rows `a` ([`shift_codes`] of `u8`
+/// codes with zero point `zp`): exact `i32` sums minus `(zp − 128) × Σ w`, then the epilogue.
 ///
 /// # Safety
 /// The CPU has NEON ([`super::has_neon`]); the weights are packed 16 deep;
-/// `a.len() ≥ m × w.stride()`, the epilogue's slices hold whole panels, `y.len() == m × n`.
+/// `a.len() ≥ m × w.stride()`, the epilogue's slices hold whole panels, `y` is valid for
+/// writes of `m × n` values, `cols` is within `0..n` and starts on a multiple of 4.
 pub(crate) unsafe fn gemm(
     a: &[u8],
     m: usize,
     w: &PackedInt8Weights,
     zp: u8,
     e: Epilogue,
-    y: &mut [f32],
+    y: *mut f32,
+    cols: std::ops::Range<usize>,
 ) {
     debug_assert_eq!(w.depth, DEPTH);
     let (n, groups, stride) = (w.n, w.groups, w.stride());
@@ -49,8 +51,8 @@ pub(crate) unsafe fn gemm(
     let correction = i32::from(zp) - 128;
     // the 4 partial sums of each of the tile's 2 × 4 outputs
     let mut sums = [0i32; 2 * COLS * 4];
-    let mut col = 0;
-    while col < n {
+    let mut col = cols.start;
+    while col < cols.end {
         let codes = w
             .data
             .as_ptr()
@@ -63,7 +65,7 @@ pub(crate) unsafe fn gemm(
             let second = if r + 1 < m { first.add(stride) } else { first };
             tile(first, second, codes, groups, paired, &mut sums);
             for (i, row_sums) in sums.chunks_exact(COLS * 4).enumerate().take(m - r) {
-                let out = &mut y[(r + i) * n + col..(r + i) * n + col + live];
+                let out = std::slice::from_raw_parts_mut(y.add((r + i) * n + col), live);
                 for (j, (o, lanes)) in out.iter_mut().zip(row_sums.chunks_exact(4)).enumerate() {
                     let c = col + j;
                     let exact = lanes.iter().sum::<i32>() - correction * w.col_sums[c];
