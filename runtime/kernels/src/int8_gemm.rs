@@ -32,6 +32,7 @@
 
 use crate::dispatch;
 use crate::portable;
+use crate::weight_arena::{WeightArena, WeightBytes};
 
 /// Largest |code| for which the AVX2 kernel's `i16` pair sums cannot saturate
 /// (`2 × 255 × 64 = 32640 ≤ 32767`).
@@ -63,7 +64,7 @@ pub struct PackedInt8Weights {
     /// Rows per group: [`DEPTH`], [`DEPTH_I8MM`] or [`DEPTH_NEON`].
     pub(crate) depth: usize,
     pub(crate) groups: usize,
-    pub(crate) data: Vec<i8>,
+    pub(crate) data: WeightBytes,
     pub(crate) col_sums: Vec<i32>,
     exact_on_avx2: bool,
     pairs_fit_i16: bool,
@@ -80,24 +81,41 @@ impl PackedInt8Weights {
     /// [`Kernel::I8mm`], 16-deep for [`Kernel::Neon`], 4-deep for the others;
     /// [`Kernel::Portable`] reads any); `None` when `codes.len() != k × n`.
     pub fn pack_for(codes: &[i8], k: usize, n: usize, kernel: Kernel) -> Option<PackedInt8Weights> {
+        let layout = Layout::of(k, n, kernel)?;
         if k.checked_mul(n)? != codes.len() {
             return None;
         }
-        let depth = match kernel {
-            Kernel::I8mm => DEPTH_I8MM,
-            Kernel::Neon => DEPTH_NEON,
-            _ => DEPTH,
-        };
-        let groups = k.div_ceil(depth);
-        let panels = n.div_ceil(PANEL);
-        let mut data = vec![0i8; panels * groups * PANEL * depth];
-        for (row, codes_row) in codes.chunks_exact(n.max(1)).enumerate().take(k) {
-            let (g, t) = (row / depth, row % depth);
-            for (col, &code) in codes_row.iter().enumerate() {
-                let (p, c) = (col / PANEL, col % PANEL);
-                data[((p * groups + g) * PANEL + c) * depth + t] = code;
-            }
+        let mut data = vec![0i8; layout.len];
+        layout.write(codes, &mut data);
+        Some(Self::from_packed(codes, layout, WeightBytes::owned(data)))
+    }
+
+    /// Packs as [`PackedInt8Weights::pack`] does, into the next bytes of `arena`; `None` when
+    /// `codes.len() != k × n` or the arena has too little room left (then nothing of it is
+    /// used).
+    pub fn pack_in(
+        codes: &[i8],
+        k: usize,
+        n: usize,
+        arena: &mut WeightArena,
+    ) -> Option<PackedInt8Weights> {
+        let layout = Layout::of(k, n, dispatch::int8_kernel(false))?;
+        if k.checked_mul(n)? != codes.len() {
+            return None;
         }
+        let data = arena.reserve(layout.len, |data| layout.write(codes, data))?;
+        Some(Self::from_packed(codes, layout, data))
+    }
+
+    /// Bytes of packed codes that [`PackedInt8Weights::pack`] makes of a `[k, n]` weight (what
+    /// [`PackedInt8Weights::pack_in`] takes from an arena); `None` when it overflows.
+    pub fn packed_len(k: usize, n: usize) -> Option<usize> {
+        Layout::of(k, n, dispatch::int8_kernel(false)).map(|layout| layout.len)
+    }
+
+    /// The weight around `data`, packed from `codes` in `layout`.
+    fn from_packed(codes: &[i8], layout: Layout, data: WeightBytes) -> PackedInt8Weights {
+        let (k, n) = (layout.k, layout.n);
         let mut col_sums = vec![0i32; n];
         for codes_row in codes.chunks_exact(n.max(1)).take(k) {
             for (sum, &code) in col_sums.iter_mut().zip(codes_row) {
@@ -108,16 +126,21 @@ impl PackedInt8Weights {
             .iter()
             .all(|&c| (-MAX_EXACT_CODE..=MAX_EXACT_CODE).contains(&c));
         let pairs_fit_i16 = !codes.contains(&i8::MIN);
-        Some(PackedInt8Weights {
+        PackedInt8Weights {
             k,
             n,
-            depth,
-            groups,
+            depth: layout.depth,
+            groups: layout.groups,
             data,
             col_sums,
             exact_on_avx2,
             pairs_fit_i16,
-        })
+        }
+    }
+
+    /// Whether the packed codes lie in a [`WeightArena`] (not in memory of their own).
+    pub fn in_arena(&self) -> bool {
+        self.data.in_arena()
     }
 
     /// Input features (rows of the weight).
@@ -161,6 +184,51 @@ impl PackedInt8Weights {
         let d = self.depth;
         let (g, t, p, c) = (row / d, row % d, col / PANEL, col % PANEL);
         self.data[((p * self.groups + g) * PANEL + c) * d + t]
+    }
+}
+
+/// Where each code of a `[k, n]` weight goes in a kernel family's packing.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    k: usize,
+    n: usize,
+    depth: usize,
+    groups: usize,
+    /// Packed bytes: whole panels of whole groups.
+    len: usize,
+}
+
+impl Layout {
+    fn of(k: usize, n: usize, kernel: Kernel) -> Option<Layout> {
+        let depth = match kernel {
+            Kernel::I8mm => DEPTH_I8MM,
+            Kernel::Neon => DEPTH_NEON,
+            _ => DEPTH,
+        };
+        let groups = k.div_ceil(depth);
+        let len = n
+            .div_ceil(PANEL)
+            .checked_mul(groups)?
+            .checked_mul(PANEL * depth)?;
+        Some(Layout {
+            k,
+            n,
+            depth,
+            groups,
+            len,
+        })
+    }
+
+    /// Writes the `k × n` row-major `codes` into the zeroed `data` (`len` bytes).
+    fn write(&self, codes: &[i8], data: &mut [i8]) {
+        let (n, depth, groups) = (self.n, self.depth, self.groups);
+        for (row, codes_row) in codes.chunks_exact(n.max(1)).enumerate().take(self.k) {
+            let (g, t) = (row / depth, row % depth);
+            for (col, &code) in codes_row.iter().enumerate() {
+                let (p, c) = (col / PANEL, col % PANEL);
+                data[((p * groups + g) * PANEL + c) * depth + t] = code;
+            }
+        }
     }
 }
 
@@ -972,6 +1040,38 @@ mod tests {
             .copied()
             .filter(|k| k.available())
             .collect()
+    }
+
+    #[test]
+    fn weights_packed_in_an_arena_equal_their_own_and_outlive_it() {
+        let shapes = [(33, 41), (64, 96), (768, 40), (3, 1)];
+        let lengths = shapes.map(|(k, n)| PackedInt8Weights::packed_len(k, n).expect("fits"));
+        let space = WeightArena::space_for(lengths).expect("fits");
+        let mut arena = WeightArena::with_capacity(space).expect("memory");
+        let kernel = dispatch::int8_kernel(false);
+        let mut packed = Vec::new();
+        for (i, &(k, n)) in shapes.iter().enumerate() {
+            let (x, codes, scales) = case(5, k, n, 127, i as u64);
+            let own = PackedInt8Weights::pack(&codes, k, n).expect("consistent sizes");
+            let shared = PackedInt8Weights::pack_in(&codes, k, n, &mut arena).expect("room");
+            assert!(shared.in_arena() && !own.in_arena());
+            assert_eq!(shared, own, "{k}×{n}");
+            assert!(PackedInt8Weights::pack_in(&codes[1..], k, n, &mut arena).is_none());
+            packed.push((x, codes, scales, k, n, shared));
+        }
+        assert_eq!(arena.remaining(), 0, "the arena holds exactly the weights");
+        let (_, codes, _, k, n, _) = &packed[0];
+        assert!(
+            PackedInt8Weights::pack_in(codes, *k, *n, &mut arena).is_none(),
+            "a full arena refuses"
+        );
+        drop(arena);
+        for (x, codes, scales, k, n, w) in &packed {
+            let mut y = vec![f32::NAN; x.len() / k * n];
+            let mut scratch = Scratch::default();
+            assert!(linear(x, w, scales, &[], &mut y, kernel, &mut scratch));
+            assert_eq!(y, run(x, codes, scales, *k, *n, kernel), "{k}×{n}");
+        }
     }
 
     #[test]

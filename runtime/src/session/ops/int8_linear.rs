@@ -4,8 +4,9 @@
 //! [`super::int8::apply`] replaces each `DynamicQuantizeLinear → MatMulInteger → Cast → Mul`
 //! block by one node `EdgebertInt8Linear(x, codes, scales)` (domain [`DOMAIN`]); the
 //! parser built by [`onnx`] knows it. Right after parsing, [`pack_weights`] packs each
-//! node's codes (constants) into the kernel's layout, frees each int8 original as soon as it is
-//! packed (so the weights are never held twice), and leaves a node with `x` as its only input;
+//! node's codes (constants) into the kernel's layout, all in one [`WeightArena`] (one block,
+//! on huge pages where the system has them), frees each int8 original as soon as it is packed
+//! (so the weights are never held twice), and leaves a node with `x` as its only input;
 //! typing it gives an [`Int8Linear`] op holding the packed weights. A node that was not packed
 //! packs its codes when typed.
 //!
@@ -31,6 +32,7 @@ use tract_onnx::tract_hir::internal::{
 use edgebert_kernels::int8_gemm::{
     self, Kernel, PackedInt8Weights, PreparedLinear, Scratch, COLUMN_BLOCK, PARTIAL_PER_ROW,
 };
+use edgebert_kernels::weight_arena::WeightArena;
 use rayon::prelude::*;
 
 use super::masked_quantize::with_token_rows;
@@ -102,7 +104,8 @@ pub fn pack_weights(model: &mut InferenceModel) -> TractResult<usize> {
                 .then_some((n.id, masked))
         })
         .collect();
-    let mut packed = 0;
+    let mut arena = weight_arena(model, &targets)?;
+    let (mut packed, mut freed) = (0, 0);
     for (id, masked) in targets {
         let node = model.node(id);
         let w = 1 + usize::from(masked);
@@ -123,7 +126,9 @@ pub fn pack_weights(model: &mut InferenceModel) -> TractResult<usize> {
             },
             None => None,
         };
-        let op = Int8Linear::new(&codes, &scales, bias.as_deref()).with_context(|| name.clone())?;
+        let op = Int8Linear::new_in(&codes, &scales, bias.as_deref(), arena.as_mut())
+            .with_context(|| name.clone())?;
+        let codes_bytes = codes.len();
         drop(codes);
         let mut patch = InferenceModelPatch::default();
         let taps = taps
@@ -150,11 +155,54 @@ pub fn pack_weights(model: &mut InferenceModel) -> TractResult<usize> {
             }
         }
         packed += 1;
+        if unread {
+            freed += codes_bytes;
+            if freed >= RETURN_FREED_BYTES {
+                return_freed_memory();
+                freed = 0;
+            }
+        }
+    }
+    if freed > 0 {
+        return_freed_memory();
     }
     if packed > 0 {
         model.compact()?;
     }
     Ok(packed)
+}
+
+/// Bytes of freed int8 originals after which [`pack_weights`] hands freed memory back.
+const RETURN_FREED_BYTES: usize = 8 << 20;
+
+/// Hands the allocator's free memory back to the system. The int8 originals [`pack_weights`]
+/// frees lie in glibc's heap, and their packed copies go to a [`WeightArena`], not into that
+/// freed memory: without this the process would keep both. Other allocators (musl's, the
+/// system's elsewhere) unmap large blocks when they are freed.
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only releases memory no allocation holds.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// One block for the packed codes of every target of [`pack_weights`] whose codes are a
+/// constant `[k, n]` tensor (see [`WeightArena`]); `None` when there are none.
+fn weight_arena(
+    model: &InferenceModel,
+    targets: &[(usize, bool)],
+) -> TractResult<Option<WeightArena>> {
+    let mut lengths = Vec::with_capacity(targets.len());
+    for &(id, masked) in targets {
+        let codes_at = model.node(id).inputs[1 + usize::from(masked)];
+        if let Some(codes) = model.outlet_fact(codes_at)?.value.concretize() {
+            if let &[k, n] = codes.shape() {
+                lengths.extend(PackedInt8Weights::packed_len(k, n));
+            }
+        }
+    }
+    Ok(WeightArena::space_for(lengths).and_then(WeightArena::with_capacity))
 }
 
 impl Expansion for Int8LinearNode {
@@ -310,6 +358,16 @@ impl Int8Linear {
     /// Packs `codes` (`[k, n]` int8) with `scales` (one, or one per column) and an optional
     /// `bias` (`[n]` f32, added after the rescale).
     pub fn new(codes: &Tensor, scales: &Tensor, bias: Option<&Tensor>) -> TractResult<Int8Linear> {
+        Self::new_in(codes, scales, bias, None)
+    }
+
+    /// As [`Int8Linear::new`], with the packed codes in `arena` when it has room for them.
+    pub fn new_in(
+        codes: &Tensor,
+        scales: &Tensor,
+        bias: Option<&Tensor>,
+        arena: Option<&mut WeightArena>,
+    ) -> TractResult<Int8Linear> {
         let &[k, n] = codes.shape() else {
             bail!("int8 weight of shape {:?}, expected [k, n]", codes.shape());
         };
@@ -325,7 +383,10 @@ impl Int8Linear {
             scales.datum_type()
         );
         let codes = codes.try_as_plain_ram()?;
-        let packed = PackedInt8Weights::pack(codes.as_slice::<i8>()?, k, n)
+        let codes = codes.as_slice::<i8>()?;
+        let packed = arena
+            .and_then(|arena| PackedInt8Weights::pack_in(codes, k, n, arena))
+            .or_else(|| PackedInt8Weights::pack(codes, k, n))
             .context("int8 weight size disagrees with its shape")?;
         let scales = scales.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
         let bias = match bias {
