@@ -1476,17 +1476,8 @@ mod tests {
             let (x, codes, scales) = case(m, k, n, 63, (m * 7 + k * 3 + n) as u64);
             for kernel in kernels() {
                 let w = PackedInt8Weights::pack_for(&codes, k, n, kernel).expect("sizes");
-                let mut whole = vec![f32::NAN; m * n];
+                let whole = run(&x, &codes, &scales, k, n, kernel);
                 let mut scratch = Scratch::default();
-                assert!(linear(
-                    &x,
-                    &w,
-                    &scales,
-                    &[],
-                    &mut whole,
-                    kernel,
-                    &mut scratch
-                ));
                 for blocks in [2, 3, 7] {
                     let (prepared, partial) =
                         prepare_linear(&x, None, &w, &scales, &[], kernel, &mut scratch)
@@ -1525,17 +1516,8 @@ mod tests {
             let bias: Vec<f32> = (0..n).map(|c| 0.25 * c as f32 - 3.0).collect();
             for kernel in kernels() {
                 let w = PackedInt8Weights::pack_for(&codes, k, n, kernel).expect("sizes");
-                let mut whole = vec![f32::NAN; m * n];
+                let whole = run_with(&x, &codes, &scales, &bias, k, n, kernel);
                 let mut scratch = Scratch::default();
-                assert!(linear(
-                    &x,
-                    &w,
-                    &scales,
-                    &bias,
-                    &mut whole,
-                    kernel,
-                    &mut scratch
-                ));
                 for blocks in [1, 2, 3, 7, 64, 1000] {
                     let (prepared, _) =
                         prepare_linear(&x, None, &w, &scales, &bias, kernel, &mut scratch)
